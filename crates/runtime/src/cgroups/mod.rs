@@ -1,0 +1,92 @@
+//! Cgroups: one interface, a v1 driver and a v2 driver, chosen at run time.
+//!
+//! A container's cgroup is named by a path relative to the hierarchy root (for example
+//! `/berth/<id>`); the driver maps it onto the mounted hierarchy (v1: one directory per
+//! controller, v2: one directory in the unified tree).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+
+mod fs;
+mod knobs;
+#[cfg(test)]
+mod testing;
+pub mod v1;
+pub mod v2;
+
+/// Where hosts mount cgroups: a cgroup2 filesystem itself on pure v2 hosts, a tmpfs holding
+/// one mount per v1 hierarchy otherwise.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Where a container's cgroup lives in the host's hierarchy, for the `cgroup` mount inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMountSource {
+    /// Sub-directory of the mount destination (`Some("memory")` on v1); `None` on v2, where the
+    /// container's cgroup directory is mounted at the destination itself.
+    pub subdir: Option<String>,
+    /// The container's cgroup directory on the host.
+    pub host_path: PathBuf,
+}
+
+/// What every cgroup driver does for a container.
+pub trait CgroupManager {
+    /// "v1" or "v2".
+    fn version(&self) -> &'static str;
+    /// The cgroup path relative to the hierarchy root, e.g. `/berth/abc`.
+    fn path(&self) -> &Path;
+    /// Create the cgroup directory (and missing parents).
+    fn create(&self) -> Result<()>;
+    /// Write the resource limits; a knob this host cannot apply is an error naming it.
+    ///
+    /// `resources.devices` is not handled here: the device allowlist is enforced by the
+    /// devices controller on v1 and by an eBPF program on v2, which this driver does not load.
+    fn apply(&self, resources: &LinuxResources) -> Result<()>;
+    /// Move a process into the cgroup.
+    fn add_process(&self, pid: Pid) -> Result<()>;
+    /// Every process currently in the cgroup.
+    fn pids(&self) -> Result<Vec<Pid>>;
+    /// Remove the cgroup directory; a cgroup that does not exist is not an error.
+    fn remove(&self) -> Result<()>;
+    /// Directories to bind into the container's cgroup mount.
+    fn mount_sources(&self) -> Vec<CgroupMountSource>;
+}
+
+/// Which driver this host needs, detected from what is mounted at `/sys/fs/cgroup`.
+///
+/// An absolute `cgroup_path` is taken from the hierarchy root, a relative one from the calling
+/// process's own cgroup (on v1, its own cgroup in each hierarchy).
+pub fn open(cgroup_path: &Path) -> Result<Box<dyn CgroupManager>> {
+    let root = Path::new(CGROUP_ROOT);
+    if is_cgroup2(root)? {
+        Ok(Box::new(v2::V2Manager::open(root, cgroup_path)?))
+    } else {
+        Ok(Box::new(v1::V1Manager::open(cgroup_path)?))
+    }
+}
+
+/// Whether `path` is the root of a cgroup2 filesystem.
+fn is_cgroup2(path: &Path) -> Result<bool> {
+    let fs = statfs(path).with_context(|| format!("cannot statfs {}", path.display()))?;
+    Ok(fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_picks_the_driver_of_this_host() {
+        let v2 = is_cgroup2(Path::new(CGROUP_ROOT)).unwrap();
+        let manager = open(Path::new("/berth-test-never-created")).unwrap();
+        assert_eq!(manager.version(), if v2 { "v2" } else { "v1" });
+        assert_eq!(manager.path(), Path::new("/berth-test-never-created"));
+        assert!(manager
+            .mount_sources()
+            .iter()
+            .all(|s| !s.host_path.exists()));
+    }
+}

@@ -1,0 +1,369 @@
+//! A container's life: create (clone the init into its namespaces and cgroup), start (release
+//! it through the exec fifo), kill, delete, and run (all of them, waiting in between).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::{self, CgroupManager};
+use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_READY};
+use crate::namespaces::{self, Namespaces};
+use crate::state::{self, State, Status, EXEC_FIFO};
+use crate::{console, spec, sys};
+
+/// How long to wait for killed processes to die before giving up (the kernel normally takes
+/// microseconds; only a process stuck in uninterruptible sleep takes longer).
+const KILL_TIMEOUT_MS: i32 = 10_000;
+
+pub struct CreateOptions<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+}
+
+/// A created container, and a pidfd of its init for a caller that waits on it (`run`).
+pub struct Created {
+    pub state: State,
+    pub pidfd: OwnedFd,
+}
+
+/// Undoes a half-made container: kills the init, removes the cgroup and the state directory.
+struct CreateGuard {
+    done: bool,
+    dir: PathBuf,
+    cgroup: Option<Box<dyn CgroupManager>>,
+    init: Option<OwnedFd>,
+}
+
+impl Drop for CreateGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(pidfd) = self.init.take() {
+            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            let _ = sys::pidfd_wait_exit(&pidfd, KILL_TIMEOUT_MS);
+            // The init is our child: reap it so it leaves the cgroup.
+            let _ = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::__WALL));
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = cgroup.remove();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    let bundle = fs::canonicalize(opts.bundle)
+        .with_context(|| format!("bundle {} does not exist", opts.bundle.display()))?;
+    let spec = spec::load(&bundle)?;
+    let rootfs = fs::canonicalize(spec::rootfs(&spec, &bundle)?)?;
+    let linux = spec.linux().as_ref();
+    let namespaces = Namespaces::from_linux(linux)?;
+    let process = spec.process().as_ref().context("process: missing")?;
+    let console = match (process.terminal().unwrap_or(false), opts.console_socket) {
+        (true, Some(socket)) => Some(console::connect(socket)?),
+        (true, None) => bail!("process.terminal is true but no --console-socket was given"),
+        (false, _) => None,
+    };
+
+    let dir = state::container_dir(opts.root, opts.id)?;
+    fs::create_dir_all(opts.root)
+        .with_context(|| format!("cannot create root {}", opts.root.display()))?;
+    match fs::create_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container \"{}\" already exists", opts.id)
+        }
+        r => r.with_context(|| format!("cannot create {}", dir.display()))?,
+    }
+    let mut guard = CreateGuard {
+        done: false,
+        dir: dir.clone(),
+        cgroup: None,
+        init: None,
+    };
+    let exec_fifo = make_exec_fifo(&dir)?;
+
+    let cgroup_path = cgroup_path(&spec, opts.id);
+    let cgroup = cgroups::open(&cgroup_path)?;
+    cgroup.create()?;
+    let cgroup = &**guard.cgroup.insert(cgroup);
+    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
+        cgroup.apply(resources)?;
+    }
+
+    let (parent_sock, child_sock) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair")?;
+    namespaces.join_for_children()?;
+    if namespaces.new_time {
+        namespaces::new_time_namespace(linux)?;
+    }
+    // The cgroup namespace is made by the init itself, once it is inside its cgroup.
+    let clone_flags = namespaces.clone_flags & !(LinuxNamespaceType::Cgroup as u64);
+    let (pid, pidfd) =
+        match sys::clone3_fork(clone_flags).context("cannot clone the container's init")? {
+            sys::Forked::Child => {
+                drop(parent_sock);
+                init::run(InitArgs {
+                    spec: &spec,
+                    bundle: &bundle,
+                    rootfs: &rootfs,
+                    namespaces: &namespaces,
+                    cgroup_sources: &cgroup.mount_sources(),
+                    no_pivot: opts.no_pivot,
+                    exec_fifo: &exec_fifo,
+                    console: console.as_ref(),
+                    sync: UnixStream::from(child_sock),
+                })
+            }
+            sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
+        };
+    drop(child_sock);
+    guard.init = Some(pidfd.try_clone().context("dup pidfd")?);
+    let mut sync = UnixStream::from(parent_sock);
+    setup_init(&spec, &namespaces, cgroup, pid, &mut sync)?;
+
+    let (pid_start, _) = sys::proc_start_and_state(pid).context("the container's init vanished")?;
+    let state = State {
+        id: opts.id.to_string(),
+        pid,
+        pid_start,
+        bundle,
+        rootfs,
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        owner: String::new(),
+        cgroup_path,
+    };
+    state.save(&dir)?;
+    if let Some(pid_file) = opts.pid_file {
+        state::write_atomic(pid_file, pid.to_string().as_bytes())?;
+    }
+    guard.done = true;
+    Ok(Created { state, pidfd })
+}
+
+/// The init's half of the handshake from the parent's side: id maps, cgroup, go, ready.
+fn setup_init(
+    spec: &Spec,
+    namespaces: &Namespaces,
+    cgroup: &dyn CgroupManager,
+    pid: i32,
+    sync: &mut UnixStream,
+) -> Result<()> {
+    if namespaces.creates(LinuxNamespaceType::User) {
+        let linux = spec.linux().as_ref();
+        let uids = linux
+            .and_then(|l| l.uid_mappings().as_deref())
+            .unwrap_or_default();
+        let gids = linux
+            .and_then(|l| l.gid_mappings().as_deref())
+            .unwrap_or_default();
+        namespaces::write_id_maps(pid, uids, gids)?;
+    }
+    cgroup.add_process(nix::unistd::Pid::from_raw(pid))?;
+    sync.write_all(&[MSG_GO])
+        .context("cannot signal the container's init")?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = sync
+        .read(&mut buf)
+        .context("cannot read from the container's init")?;
+    match buf[..n].split_first() {
+        Some((&MSG_READY, _)) => Ok(()),
+        Some((&MSG_ERROR, msg)) => bail!("{}", String::from_utf8_lossy(msg)),
+        _ => bail!("the container's init exited during setup"),
+    }
+}
+
+/// `linux.cgroupsPath`, or `/berth/<id>` when the config has none.
+fn cgroup_path(spec: &Spec, id: &str) -> PathBuf {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .unwrap_or_else(|| Path::new("/berth").join(id))
+}
+
+/// The fifo that holds the init until `start`; writable by any uid, since the init may be
+/// root of a user namespace when it opens it.
+fn make_exec_fifo(dir: &Path) -> Result<OwnedFd> {
+    let path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .context("cannot create the exec fifo")?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o622))?;
+    nix::fcntl::open(
+        &path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context("cannot open the exec fifo")
+}
+
+/// Release a created container: open the fifo for reading and wait for the init's byte, or
+/// for the init's death, whichever comes first.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let state = State::load(root, id)?;
+    match state.status(root) {
+        Status::Created => {}
+        status => bail!("cannot start container \"{id}\": it is {status}, not created"),
+    }
+    let fifo_path = state.dir(root).join(EXEC_FIFO);
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("cannot start container \"{id}\": it was already started"))?;
+    let pidfd = init_pidfd(&state)?.with_context(|| format!("container \"{id}\" has exited"))?;
+    wait_readable(&fifo, &pidfd)?;
+    let mut byte = [0u8];
+    let n = nix::unistd::read(&fifo, &mut byte).context("cannot read the exec fifo")?;
+    if n != 1 {
+        bail!("container \"{id}\" exited before it was started");
+    }
+    fs::remove_file(&fifo_path).context("cannot remove the exec fifo")
+}
+
+/// Block until the fifo has the init's byte; error if the init dies first.
+fn wait_readable(fifo: &OwnedFd, pidfd: &OwnedFd) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            r => r.context("poll")?,
+        };
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            return Ok(());
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            bail!("the container's init exited before it was started");
+        }
+    }
+}
+
+/// A pidfd of the container's init if it is still the process we started.
+fn init_pidfd(state: &State) -> Result<Option<OwnedFd>> {
+    let pidfd = match sys::pidfd_open(state.pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        Err(e) => return Err(e).context("pidfd_open"),
+    };
+    // Checked after opening: the pidfd now pins the process, so the check cannot go stale.
+    Ok(state.init_alive().then_some(pidfd))
+}
+
+/// Send `signal` to the init, or with `all` to every process in the container's cgroup.
+pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
+    let state = State::load(root, id)?;
+    if all {
+        let cgroup = cgroups::open(&state.cgroup_path)?;
+        for pid in cgroup.pids()? {
+            match nix::sys::signal::kill(pid, nix::sys::signal::Signal::try_from(signal)?) {
+                Ok(()) | Err(nix::Error::ESRCH) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot signal pid {pid}")),
+            }
+        }
+        return Ok(());
+    }
+    let pidfd =
+        init_pidfd(&state)?.with_context(|| format!("container \"{id}\" is not running"))?;
+    sys::pidfd_send_signal(&pidfd, signal)
+        .with_context(|| format!("cannot signal container \"{id}\""))
+}
+
+/// Remove a stopped or created container; with `force` a running one is killed first.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let state = State::load(root, id)?;
+    let status = state.status(root);
+    if status == Status::Running && !force {
+        bail!("cannot delete container \"{id}\" that is not stopped: {status}");
+    }
+    let cgroup = cgroups::open(&state.cgroup_path)?;
+    kill_all_and_wait(&state, &*cgroup)?;
+    cgroup.remove()?;
+    fs::remove_dir_all(state.dir(root))
+        .with_context(|| format!("cannot remove the state of \"{id}\""))
+}
+
+/// SIGKILL the init (whose death ends its pid namespace) and anything left in the cgroup,
+/// waiting on pidfds until each is gone.
+fn kill_all_and_wait(state: &State, cgroup: &dyn CgroupManager) -> Result<()> {
+    let init = init_pidfd(state)?;
+    let others = cgroup
+        .pids()?
+        .into_iter()
+        .filter_map(|pid| sys::pidfd_open(pid.as_raw()).ok());
+    for pidfd in init.into_iter().chain(others) {
+        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+        if !sys::pidfd_wait_exit(&pidfd, KILL_TIMEOUT_MS)? {
+            bail!(
+                "a process of container \"{}\" did not die after SIGKILL",
+                state.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// create + start + wait + delete; the exit status is the container's (128+N if killed by
+/// signal N). Signals sent to the runtime are forwarded to the container.
+pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32> {
+    let created = create(opts)?;
+    if let Err(e) = start(opts.root, opts.id) {
+        let _ = delete(opts.root, opts.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = crate::signals::forward_until_exit(&created.pidfd, created.state.pid);
+    delete(opts.root, opts.id, true)?;
+    code
+}
+
+/// Every container under `root`, with its current status.
+pub fn list(root: &Path) -> Result<Vec<(State, Status)>> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", root.display())),
+    };
+    let mut all = vec![];
+    for entry in entries {
+        let name = entry?.file_name();
+        // A directory without a state file is a create in progress: not a container yet.
+        if let Ok(state) = State::load(root, &name.to_string_lossy()) {
+            let status = state.status(root);
+            all.push((state, status));
+        }
+    }
+    all.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    Ok(all)
+}
+
+pub fn state(root: &Path, id: &str) -> Result<String> {
+    let state = State::load(root, id)?;
+    let status = state.status(root);
+    Ok(serde_json::to_string_pretty(&state.oci_state(status))?)
+}

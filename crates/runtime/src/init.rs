@@ -1,0 +1,175 @@
+//! The container's init: the child of clone3, already in its new namespaces. It waits for the
+//! parent (id maps, cgroup), builds the rootfs, reports ready, waits for `start` on the exec
+//! fifo, drops privileges and execs the user's program.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::CgroupMountSource;
+use crate::namespaces::Namespaces;
+use crate::rootfs::{self, RootfsPlan};
+use crate::{log, process};
+
+/// Messages on the sync socket between the runtime and the init.
+pub const MSG_GO: u8 = b'G';
+pub const MSG_READY: u8 = b'R';
+pub const MSG_ERROR: u8 = b'E';
+
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub namespaces: &'a Namespaces,
+    pub cgroup_sources: &'a [CgroupMountSource],
+    pub no_pivot: bool,
+    /// The exec fifo, opened O_PATH: reopened for writing through /proc once inside.
+    pub exec_fifo: &'a OwnedFd,
+    pub console: Option<&'a UnixStream>,
+    pub sync: UnixStream,
+}
+
+/// Never returns: execs the user's program or exits 1 after reporting why.
+pub fn run(mut args: InitArgs) -> ! {
+    let err = match prepare(&args) {
+        Ok(exe) => {
+            let _ = args.sync.write_all(&[MSG_READY]);
+            finish(&args, &exe)
+        }
+        Err(e) => {
+            let msg = format!("{:#}", e);
+            let mut buf = vec![MSG_ERROR];
+            buf.extend_from_slice(msg.as_bytes());
+            let _ = args.sync.write_all(&buf);
+            // SAFETY: _exit skips atexit handlers and buffers shared with the parent's copy.
+            unsafe { libc::_exit(1) }
+        }
+    };
+    // After `ready` nobody waits on the sync socket: tell the container's stderr and the log.
+    log::error(&format!("{err:#}"));
+    // SAFETY: as above.
+    unsafe { libc::_exit(127) }
+}
+
+/// Everything that can fail and must fail `create`: returns the program to exec.
+fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
+    wait_for_parent(&args.sync)?;
+    let ns = args.namespaces;
+    ns.join_in_child()?;
+    if ns.in_user_namespace() {
+        // Become the user namespace's root, so what we create is owned by the mapped root.
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .context("cannot become root in the user namespace (gid)")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .context("cannot become root in the user namespace (uid)")?;
+    }
+    if ns.creates(LinuxNamespaceType::Cgroup) {
+        // Unshared only now that the parent has put us in our cgroup: it becomes the root.
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .context("cannot create the cgroup namespace")?;
+    }
+    set_uts(args.spec, ns)?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let process = args.spec.process().as_ref().context("process: missing")?;
+    process::set_oom_score_adj(process)?;
+    rootfs::setup(&RootfsPlan {
+        spec: args.spec,
+        rootfs: args.rootfs,
+        bundle: args.bundle,
+        cgroup_sources: args.cgroup_sources,
+        in_user_namespace: ns.in_user_namespace(),
+        no_pivot: args.no_pivot,
+    })?;
+    if process.terminal().unwrap_or(false) {
+        let socket = args
+            .console
+            .context("process.terminal needs --console-socket")?;
+        crate::console::setup(socket, process.user().uid(), process.user().gid())?;
+    }
+    rootfs::finish(args.spec)?;
+    process::set_rlimits(process)?;
+    process::enter_cwd(process)?;
+    process::find_executable(process)
+}
+
+fn wait_for_parent(mut sync: &UnixStream) -> Result<()> {
+    let mut byte = [0u8];
+    match sync.read(&mut byte) {
+        Ok(1) if byte[0] == MSG_GO => Ok(()),
+        _ => bail!("the runtime went away before the container was set up"),
+    }
+}
+
+fn set_uts(spec: &Spec, ns: &Namespaces) -> Result<()> {
+    let own_uts = ns.creates(LinuxNamespaceType::Uts) || ns.joins(LinuxNamespaceType::Uts);
+    for (name, value) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if !own_uts {
+            bail!("{name} is set but the container has no uts namespace");
+        }
+        let result = if name == "hostname" {
+            nix::unistd::sethostname(value)
+        } else {
+            set_domainname(value)
+        };
+        result.with_context(|| format!("cannot set {name} {value:?}"))?;
+    }
+    Ok(())
+}
+
+fn set_domainname(name: &str) -> nix::Result<()> {
+    // SAFETY: pointer and length of a live byte slice.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    nix::errno::Errno::result(ret).map(drop)
+}
+
+/// After ready: block until `start`, then become the user and exec.
+fn finish(args: &InitArgs, exe: &Path) -> anyhow::Error {
+    let result = (|| -> Result<()> {
+        wait_for_start(args.exec_fifo)?;
+        let process = args.spec.process().as_ref().context("process: missing")?;
+        process::set_user_and_capabilities(process)?;
+        let umask = process.user().umask().unwrap_or(0o022);
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+        process::set_no_new_privileges(process)?;
+        reset_signals()?;
+        crate::sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
+        Err(process::exec(exe, process))
+    })();
+    result
+        .err()
+        .unwrap_or_else(|| anyhow::anyhow!("exec returned"))
+}
+
+/// Opening the fifo for writing blocks until `start` opens it for reading.
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let path = crate::sys::fd_path(fifo);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .context("cannot open the exec fifo (is /proc mounted in the container?)")?;
+    file.write_all(b"0").context("cannot write the exec fifo")?;
+    Ok(())
+}
+
+/// Rust ignores SIGPIPE, and an ignored signal stays ignored across exec: give the user's
+/// program the default dispositions and an empty signal mask.
+fn reset_signals() -> Result<()> {
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
+        .context("cannot reset SIGPIPE")?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .context("cannot reset the signal mask")
+}

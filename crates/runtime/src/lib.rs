@@ -1,0 +1,17 @@
+//! berth-runtime: an OCI runtime. A container is a process put into new namespaces, bounded
+//! by cgroups, and moved into its rootfs with pivot_root; this library does all of that and
+//! the `berth-runtime` binary exposes it with runc's command line.
+
+pub mod cgroups;
+pub mod console;
+pub mod container;
+pub mod features;
+mod init;
+pub mod log;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod signals;
+pub mod spec;
+pub mod state;
+pub mod sys;

@@ -1,0 +1,240 @@
+//! The container's root filesystem: mounts prepared inside the rootfs, /dev, pivot_root, then
+//! sysctls, masked and read-only paths and a read-only root.
+
+pub mod devices;
+pub mod mounts;
+pub mod paths;
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{Linux, Spec};
+
+use crate::cgroups::CgroupMountSource;
+use mounts::{MountContext, MountOptions};
+
+/// Everything the rootfs setup needs to know.
+pub struct RootfsPlan<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub cgroup_sources: &'a [CgroupMountSource],
+    pub in_user_namespace: bool,
+    pub no_pivot: bool,
+}
+
+fn linux(spec: &Spec) -> Option<&Linux> {
+    spec.linux().as_ref()
+}
+
+/// Runs in the container's init, in its new mount namespace: builds the rootfs and makes it `/`.
+pub fn setup(plan: &RootfsPlan) -> Result<()> {
+    let propagation = root_propagation(plan.spec)?;
+    // Mounts made from here on must not reach the host's mount namespace.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+        None::<&str>,
+    )
+    .context("cannot make / a slave mount")?;
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(plan.rootfs),
+        plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("cannot bind the rootfs {}", plan.rootfs.display()))?;
+    let root = nix::fcntl::open(
+        plan.rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("cannot open the rootfs {}", plan.rootfs.display()))?;
+    mount_all(plan, &root)?;
+    if plan.no_pivot {
+        move_root(plan.rootfs)?;
+    } else {
+        pivot(&root)?;
+    }
+    if let Some(p) = propagation {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .context("cannot set rootfsPropagation")?;
+    }
+    Ok(())
+}
+
+/// After pivot, with /proc mounted: sysctls, masked and read-only paths, the read-only root.
+/// Separate from `setup` because the console is created in between (it needs /dev/pts).
+pub fn finish(spec: &Spec) -> Result<()> {
+    let linux = linux(spec);
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        for (key, value) in sysctl {
+            write_sysctl(key, value)?;
+        }
+    }
+    for path in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        mask(Path::new(path))?;
+    }
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        make_readonly(Path::new(path))?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        remount_root_readonly()?;
+    }
+    Ok(())
+}
+
+fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    let Some(name) = linux(spec).and_then(|l| l.rootfs_propagation().as_deref()) else {
+        return Ok(None);
+    };
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let parsed = MountOptions::parse(&[name.to_string()]);
+    match parsed.propagation.as_slice() {
+        [flags] => Ok(Some(*flags)),
+        _ => bail!("linux.rootfsPropagation: unknown propagation {name:?}"),
+    }
+}
+
+fn mount_all(plan: &RootfsPlan, root: &OwnedFd) -> Result<()> {
+    let ctx = MountContext {
+        root,
+        bundle: plan.bundle,
+        cgroup_sources: plan.cgroup_sources,
+        in_user_namespace: plan.in_user_namespace,
+    };
+    let mounts = plan.spec.mounts().as_deref().unwrap_or_default();
+    for m in mounts {
+        mounts::mount_entry(&ctx, m)?;
+    }
+    // A bind-mounted /dev is the host's (or the user's) own: leave it as it is.
+    let dev_is_bind = mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && MountOptions::parse(m.options().as_deref().unwrap_or_default()).is_bind()
+    });
+    if !dev_is_bind {
+        for dev in devices::default_devices() {
+            devices::create_device(root, &dev, plan.in_user_namespace)?;
+        }
+        devices::create_links(root)?;
+    }
+    let listed = linux(plan.spec).and_then(|l| l.devices().as_ref());
+    for d in listed.into_iter().flatten() {
+        devices::create_device(root, &devices::Device::try_from(d)?, plan.in_user_namespace)?;
+    }
+    Ok(())
+}
+
+/// pivot_root(".", ".") then detach the old root stacked on top: no put_old directory needed.
+fn pivot(root: &OwnedFd) -> Result<()> {
+    nix::unistd::fchdir(root).context("cannot enter the rootfs")?;
+    crate::sys::pivot_root(Path::new("."), Path::new(".")).context("pivot_root failed")?;
+    // The old root must not propagate our unmount back to the host.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("cannot make the old root a slave")?;
+    umount2(".", MntFlags::MNT_DETACH).context("cannot detach the old root")?;
+    nix::unistd::chdir("/").context("cannot chdir to the new root")
+}
+
+/// --no-pivot: move the rootfs mount onto / and chroot into it.
+fn move_root(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).context("cannot enter the rootfs")?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .context("cannot move the rootfs to /")?;
+    nix::unistd::chroot(".").context("chroot failed")?;
+    nix::unistd::chdir("/").context("cannot chdir to the new root")
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    if key.contains("..") || key.starts_with('/') {
+        bail!("linux.sysctl: invalid key {key:?}");
+    }
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::write(&path, value).with_context(|| format!("cannot set sysctl {key}={value}"))
+}
+
+/// Hide a path: an empty read-only tmpfs over a directory, /dev/null over a file.
+fn mask(path: &Path) -> Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot mask {}", path.display())),
+    };
+    let result = if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    result.with_context(|| format!("cannot mask {}", path.display()))
+}
+
+fn make_readonly(path: &Path) -> Result<()> {
+    match mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        Err(nix::Error::ENOENT) => return Ok(()),
+        r => r.with_context(|| format!("cannot make {} read-only", path.display()))?,
+    }
+    let flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | mounts::locked_flags(path)?;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .with_context(|| format!("cannot make {} read-only", path.display()))
+}
+
+fn remount_root_readonly() -> Result<()> {
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | mounts::locked_flags(Path::new("/"))?;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .context("cannot make the root read-only")
+}

@@ -1,0 +1,84 @@
+//! Paths inside the rootfs, resolved with openat2(RESOLVE_IN_ROOT): `..` and symlinks (even
+//! absolute ones planted by the image) are clamped to the rootfs, so nothing done through the
+//! returned fds can touch the host (CVE-2021-30465).
+
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::stat::Mode;
+
+use crate::sys::open_in_root;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+const O_PATH_DIR: i32 = libc::O_PATH | libc::O_DIRECTORY;
+
+/// Open an existing path inside the root as an O_PATH fd.
+pub fn reopen_in_root(root: &OwnedFd, path: &Path) -> Result<OwnedFd> {
+    open_in_root(root, path, libc::O_PATH, 0)
+        .with_context(|| format!("cannot open {} in the rootfs", path.display()))
+}
+
+/// Open `path` inside the root, creating missing directories on the way and the last
+/// component as a `kind`. Returns an O_PATH fd of it, to be used as a mount target.
+pub fn create_in_root(root: &OwnedFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    let mut done = PathBuf::new();
+    let mut parent = open_in_root(root, Path::new("."), O_PATH_DIR, 0)?;
+    let components: Vec<Component> = path.components().collect();
+    for (i, component) in components.iter().enumerate() {
+        done.push(component);
+        let last = i + 1 == components.len();
+        let want = if last { kind } else { Kind::Dir };
+        let flags = if want == Kind::Dir {
+            O_PATH_DIR
+        } else {
+            libc::O_PATH
+        };
+        let fd = match open_in_root(root, &done, flags, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let Component::Normal(name) = component else {
+                    bail!("cannot create {} in the rootfs", done.display());
+                };
+                create_at(&parent, name.as_ref(), want)
+                    .with_context(|| format!("cannot create {} in the rootfs", done.display()))?;
+                open_in_root(root, &done, flags, 0).with_context(|| {
+                    format!("{} is a dangling link in the rootfs", done.display())
+                })?
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open {} in the rootfs", done.display()))
+            }
+        };
+        parent = fd;
+    }
+    Ok(parent)
+}
+
+fn create_at(parent: &OwnedFd, name: &Path, kind: Kind) -> nix::Result<()> {
+    let result = match kind {
+        Kind::Dir => nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(0o755)),
+        // O_NOFOLLOW|O_EXCL: never create through a link the image planted.
+        Kind::File => nix::fcntl::openat(
+            parent,
+            name,
+            nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_EXCL
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_WRONLY,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(drop),
+    };
+    match result {
+        Err(nix::Error::EEXIST) => Ok(()),
+        r => r,
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# test.sh — every check the project has, as CI runs it (.ci/run execs this).
+#
+#   1. installs what the tests need (busybox-static: tests build busybox
+#      rootfs trees with scripts/make-busybox-rootfs.sh)
+#   2. cargo fmt --all -- --check
+#   3. cargo clippy --workspace --all-targets -- -D warnings
+#   4. cargo test --workspace: doc-tests first, then every other target, so
+#      the output ends with cargo's "test result: ..." lines of the real tests.
+#
+# Extra arguments go to both `cargo test` runs, e.g.
+#   ./scripts/test.sh cgroups            # only tests whose name has "cgroups"
+#   ./scripts/test.sh -- --nocapture
+# The tests create namespaces, cgroups and mounts: run as root.
+# Exits non-zero on the first failing step.
+set -euo pipefail
+
+# shellcheck source=scripts/deps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/deps.sh"
+
+root_dir=$(repo_root)
+cd "$root_dir"
+
+[[ $(id -u) -eq 0 ]] || die "the tests create namespaces, cgroups and mounts: run this as root (e.g. sudo $0)"
+
+need_debian_packages busybox-static
+need_commands python3:python3 flock:util-linux unshare:util-linux
+need_cargo
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
+
+info "cargo fmt --all -- --check"
+cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all' (the diff is above)"
+
+info "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems (see above)"
+
+info "cargo test --workspace --doc"
+cargo test --workspace --doc "$@" || die "doc-tests failed (see above)"
+
+info "cargo test --workspace --all-targets"
+exec cargo test --workspace --all-targets "$@"
