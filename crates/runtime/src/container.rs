@@ -221,6 +221,8 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Status::Created => {}
         status => bail!("cannot start container \"{id}\": it is {status}, not created"),
     }
+    // The pidfd first: once the fifo is open, the init may exec and exit at any moment.
+    let pidfd = init_pidfd(&state)?.with_context(|| format!("container \"{id}\" has exited"))?;
     let fifo_path = state.dir(root).join(EXEC_FIFO);
     let fifo = nix::fcntl::open(
         &fifo_path,
@@ -228,7 +230,6 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("cannot start container \"{id}\": it was already started"))?;
-    let pidfd = init_pidfd(&state)?.with_context(|| format!("container \"{id}\" has exited"))?;
     wait_readable(&fifo, &pidfd)?;
     let mut byte = [0u8];
     let n = nix::unistd::read(&fifo, &mut byte).context("cannot read the exec fifo")?;

@@ -200,12 +200,15 @@ fn set_capabilities(c: &LinuxCapabilities) -> Result<()> {
     let permitted = granted(c.permitted().as_ref())?;
     let inheritable = granted(c.inheritable().as_ref())?;
     capset(effective, permitted, inheritable)?;
+    // The kernel only raises an ambient cap that is also permitted and inheritable; like
+    // runc, a config asking for more gets what is possible and a warning.
     for cap in to_caps(c.ambient().as_ref())?
         .into_iter()
         .filter(|c| host.contains(c))
     {
-        caps::raise(None, caps::CapSet::Ambient, cap)
-            .with_context(|| format!("cannot raise ambient {cap}"))?;
+        if let Err(e) = caps::raise(None, caps::CapSet::Ambient, cap) {
+            log::warn(&format!("cannot raise ambient {cap}: {e}"));
+        }
     }
     Ok(())
 }

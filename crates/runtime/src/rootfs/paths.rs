@@ -26,7 +26,17 @@ pub fn reopen_in_root(root: &OwnedFd, path: &Path) -> Result<OwnedFd> {
 
 /// Open `path` inside the root, creating missing directories on the way and the last
 /// component as a `kind`. Returns an O_PATH fd of it, to be used as a mount target.
+///
+/// A dangling symlink on the way is followed inside the root and its target created there,
+/// as runc does: the mount lands where the link points, clamped to the rootfs.
 pub fn create_in_root(root: &OwnedFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    create_following_links(root, path, kind, 0)
+}
+
+/// How many dangling links one path may go through, as the kernel's ELOOP limit.
+const MAX_LINK_HOPS: usize = 40;
+
+fn create_following_links(root: &OwnedFd, path: &Path, kind: Kind, hops: usize) -> Result<OwnedFd> {
     let mut done = PathBuf::new();
     let mut parent = open_in_root(root, Path::new("."), O_PATH_DIR, 0)?;
     let components: Vec<Component> = path.components().collect();
@@ -45,11 +55,24 @@ pub fn create_in_root(root: &OwnedFd, path: &Path, kind: Kind) -> Result<OwnedFd
                 let Component::Normal(name) = component else {
                     bail!("cannot create {} in the rootfs", done.display());
                 };
+                if let Ok(target) = nix::fcntl::readlinkat(&parent, *name) {
+                    if hops >= MAX_LINK_HOPS {
+                        bail!("too many levels of symbolic links at {}", done.display());
+                    }
+                    let base = match Path::new(&target).is_absolute() {
+                        true => PathBuf::new(),
+                        false => done.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    };
+                    let rest: PathBuf = components[i + 1..].iter().collect();
+                    let next = base
+                        .join(super::mounts::relative(Path::new(&target)))
+                        .join(rest);
+                    return create_following_links(root, &next, kind, hops + 1);
+                }
                 create_at(&parent, name.as_ref(), want)
                     .with_context(|| format!("cannot create {} in the rootfs", done.display()))?;
-                open_in_root(root, &done, flags, 0).with_context(|| {
-                    format!("{} is a dangling link in the rootfs", done.display())
-                })?
+                open_in_root(root, &done, flags, 0)
+                    .with_context(|| format!("cannot open {} in the rootfs", done.display()))?
             }
             Err(e) => {
                 return Err(e)
