@@ -120,8 +120,9 @@ fn check_executable(path: &Path) -> Result<PathBuf> {
 pub fn set_user_and_capabilities(process: &Process) -> Result<()> {
     let user = process.user();
     let caps = process.capabilities().as_ref();
+    let host = host_bounding();
     if let Some(caps) = caps {
-        drop_bounding(caps.bounding().as_ref())?;
+        drop_bounding(&host, caps.bounding().as_ref())?;
     }
     let uid = Uid::from_raw(user.uid());
     let gid = Gid::from_raw(user.gid());
@@ -139,7 +140,7 @@ pub fn set_user_and_capabilities(process: &Process) -> Result<()> {
     nix::unistd::setresuid(uid, uid, uid).with_context(|| format!("cannot set uid {uid}"))?;
     set_keepcaps(false)?;
     if let Some(caps) = caps {
-        set_capabilities(caps)?;
+        set_capabilities(&host, caps)?;
     }
     Ok(())
 }
@@ -169,9 +170,9 @@ fn to_caps(set: Option<&Capabilities>) -> Result<caps::CapsHashSet> {
         .collect()
 }
 
-fn drop_bounding(bounding: Option<&Capabilities>) -> Result<()> {
+fn drop_bounding(host: &caps::CapsHashSet, bounding: Option<&Capabilities>) -> Result<()> {
     let keep = to_caps(bounding)?;
-    for cap in host_bounding() {
+    for &cap in host {
         if !keep.contains(&cap) {
             caps::drop(None, caps::CapSet::Bounding, cap)
                 .with_context(|| format!("cannot drop {cap} from the bounding set"))?;
@@ -182,8 +183,7 @@ fn drop_bounding(bounding: Option<&Capabilities>) -> Result<()> {
 
 /// Effective, permitted and inheritable in one capset(2) (they constrain each other, so one
 /// at a time can fail half way), then the ambient set.
-fn set_capabilities(c: &LinuxCapabilities) -> Result<()> {
-    let host = host_bounding();
+fn set_capabilities(host: &caps::CapsHashSet, c: &LinuxCapabilities) -> Result<()> {
     let granted = |set: Option<&Capabilities>| -> Result<u64> {
         let wanted = to_caps(set)?;
         for missing in wanted.iter().filter(|c| !host.contains(c)) {
