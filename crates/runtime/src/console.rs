@@ -2,14 +2,15 @@
 //! caller's `--console-socket` (one SCM_RIGHTS message, one fd), its slave the process's stdio.
 
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use nix::fcntl::{open, OFlag};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 
 /// Connect to the console socket. Done by the runtime before clone, while the path is still
 /// reachable; the init inherits the connection.
@@ -77,4 +78,109 @@ fn make_controlling_terminal(slave: &OwnedFd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A foreground `run` with a terminal: the pty master relayed to our own stdio, our terminal
+/// (if stdin is one) in raw mode until the relay is dropped.
+pub struct Relay {
+    master: OwnedFd,
+    saved: Option<Termios>,
+}
+
+impl Relay {
+    /// Take the pty master the init sent over `socket`.
+    pub fn receive(socket: &UnixStream) -> Result<Relay> {
+        let mut name = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut name)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .context("cannot receive the pty master")?;
+        let fd = msg
+            .cmsgs()
+            .context("cannot read the pty master message")?
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .context("the container's init sent no pty master")?;
+        // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+        let master = unsafe { OwnedFd::from_raw_fd(fd) };
+        let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
+        fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        let stdin = std::io::stdin();
+        let saved = match tcgetattr(&stdin) {
+            Ok(t) => {
+                let mut raw = t.clone();
+                cfmakeraw(&mut raw);
+                tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("cannot make the terminal raw")?;
+                Some(t)
+            }
+            Err(_) => None, // stdin is not a terminal: relay bytes as they come
+        };
+        let relay = Relay { master, saved };
+        relay.resize();
+        Ok(relay)
+    }
+
+    pub fn master(&self) -> BorrowedFd<'_> {
+        self.master.as_fd()
+    }
+
+    /// Give the container's terminal our terminal's size (the kernel then sends it SIGWINCH).
+    pub fn resize(&self) {
+        let mut size = std::mem::MaybeUninit::<libc::winsize>::zeroed();
+        // SAFETY: TIOCGWINSZ fills one winsize; TIOCSWINSZ reads it back only if it was filled.
+        unsafe {
+            if libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, size.as_mut_ptr()) == 0 {
+                libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, size.as_ptr());
+            }
+        }
+    }
+
+    /// Copy what `from` has to `to`. False once `from` is finished (EOF, or EIO from a master
+    /// whose slave is closed everywhere).
+    pub fn pump(from: BorrowedFd, to: BorrowedFd) -> Result<bool> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match nix::unistd::read(from, &mut buf) {
+                Ok(0) | Err(nix::Error::EIO) => return Ok(false),
+                Ok(n) => write_all(to, &buf[..n])?,
+                Err(nix::Error::EAGAIN) => return Ok(true),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e).context("cannot relay the terminal"),
+            }
+            // A blocking `from` (our stdin) gets one read per readiness.
+            if from.as_raw_fd() == libc::STDIN_FILENO {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn write_all(to: BorrowedFd, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(to, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::Error::EINTR) => {}
+            Err(nix::Error::EAGAIN) => {
+                let mut fds = [nix::poll::PollFd::new(to, nix::poll::PollFlags::POLLOUT)];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+            }
+            Err(e) => return Err(e).context("cannot relay the terminal"),
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, saved);
+        }
+    }
 }

@@ -22,6 +22,7 @@ use crate::{console, spec, sys};
 /// microseconds; only a process stuck in uninterruptible sleep takes longer).
 const KILL_TIMEOUT_MS: i32 = 10_000;
 
+#[derive(Clone, Copy)]
 pub struct CreateOptions<'a> {
     pub root: &'a Path,
     pub id: &'a str,
@@ -29,12 +30,17 @@ pub struct CreateOptions<'a> {
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
+    /// With `process.terminal` and no console socket: make the pty's master come back to the
+    /// caller (`Created::console`), which relays it (a foreground `run`).
+    pub relay_terminal: bool,
 }
 
 /// A created container, and a pidfd of its init for a caller that waits on it (`run`).
 pub struct Created {
     pub state: State,
     pub pidfd: OwnedFd,
+    /// Where the pty master arrives, with `relay_terminal`.
+    pub console: Option<UnixStream>,
 }
 
 /// Undoes a half-made container: kills the init, removes the cgroup and the state directory.
@@ -71,10 +77,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let linux = spec.linux().as_ref();
     let namespaces = Namespaces::from_linux(linux)?;
     let process = spec.process().as_ref().context("process: missing")?;
-    let console = match (process.terminal().unwrap_or(false), opts.console_socket) {
-        (true, Some(socket)) => Some(console::connect(socket)?),
+    let (console, relay) = match (process.terminal().unwrap_or(false), opts.console_socket) {
+        (true, Some(socket)) => (Some(console::connect(socket)?), None),
+        (true, None) if opts.relay_terminal => {
+            let (ours, theirs) = UnixStream::pair().context("socketpair")?;
+            (Some(theirs), Some(ours))
+        }
         (true, None) => bail!("process.terminal is true but no --console-socket was given"),
-        (false, _) => None,
+        (false, _) => (None, None),
     };
 
     let dir = state::container_dir(opts.root, opts.id)?;
@@ -155,7 +165,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         state::write_atomic(pid_file, pid.to_string().as_bytes())?;
     }
     guard.done = true;
-    Ok(Created { state, pidfd })
+    Ok(Created {
+        state,
+        pidfd,
+        console: relay,
+    })
 }
 
 /// The init's half of the handshake from the parent's side: id maps, cgroup, go, ready.
@@ -330,7 +344,22 @@ fn kill_all_and_wait(state: &State, cgroup: &dyn CgroupManager) -> Result<()> {
 /// create + start + wait + delete; the exit status is the container's (128+N if killed by
 /// signal N). Signals sent to the runtime are forwarded to the container.
 pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32> {
-    let created = create(opts)?;
+    let created = create(&CreateOptions {
+        relay_terminal: !detach,
+        ..*opts
+    })?;
+    let relay = match created
+        .console
+        .as_ref()
+        .map(console::Relay::receive)
+        .transpose()
+    {
+        Ok(relay) => relay,
+        Err(e) => {
+            let _ = delete(opts.root, opts.id, true);
+            return Err(e);
+        }
+    };
     if let Err(e) = start(opts.root, opts.id) {
         let _ = delete(opts.root, opts.id, true);
         return Err(e);
@@ -338,7 +367,7 @@ pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = crate::signals::forward_until_exit(&created.pidfd, created.state.pid);
+    let code = crate::signals::forward_until_exit(&created.pidfd, created.state.pid, relay);
     delete(opts.root, opts.id, true)?;
     code
 }

@@ -110,6 +110,7 @@ impl CreateFlags {
             pid_file: self.pid_file.as_deref(),
             console_socket: self.console_socket.as_deref(),
             no_pivot: self.no_pivot,
+            relay_terminal: false,
         }
     }
 }

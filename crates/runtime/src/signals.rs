@@ -10,6 +10,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::console::Relay;
 use crate::sys;
 
 /// `9`, `KILL`, `SIGKILL`, `kill` → 9.
@@ -48,30 +49,68 @@ fn forwarded() -> SigSet {
     set
 }
 
-/// Wait for the init (our child) to exit, forwarding signals to it; return its exit code as
-/// a shell reports it.
-pub fn forward_until_exit(pidfd: &OwnedFd, pid: i32) -> Result<i32> {
+/// Wait for the init (our child) to exit, forwarding signals to it and, with a terminal,
+/// relaying it to our stdio; return its exit code as a shell reports it.
+pub fn forward_until_exit(pidfd: &OwnedFd, pid: i32, relay: Option<Relay>) -> Result<i32> {
     let set = forwarded();
     set.thread_block().context("cannot block signals")?;
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let (mut stdin_open, mut master_open) = (relay.is_some(), relay.is_some());
     loop {
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(relay) = &relay {
+            let (stdin_events, master_events) = (
+                if stdin_open {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                },
+                if master_open {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                },
+            );
+            fds.push(PollFd::new(stdin.as_fd(), stdin_events));
+            fds.push(PollFd::new(relay.master(), master_events));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::Error::EINTR) => continue,
             r => r.context("poll")?,
         };
-        if fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        if ready(1) {
             if let Some(info) = sfd.read_signal().context("read signalfd")? {
-                let _ = sys::pidfd_send_signal(pidfd, info.ssi_signo as i32);
+                match &relay {
+                    Some(relay) if info.ssi_signo == Signal::SIGWINCH as u32 => relay.resize(),
+                    _ => {
+                        let _ = sys::pidfd_send_signal(pidfd, info.ssi_signo as i32);
+                    }
+                }
             }
         }
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+        if let Some(relay) = &relay {
+            if ready(2) {
+                stdin_open = Relay::pump(stdin.as_fd(), relay.master())?;
+            }
+            if ready(3) {
+                master_open = Relay::pump(relay.master(), stdout.as_fd())?;
+            }
+        }
+        if ready(0) {
+            if let Some(relay) = &relay {
+                // What the program wrote just before exiting is still in the pty.
+                Relay::pump(relay.master(), stdout.as_fd())?;
+            }
             return exit_code(pid);
         }
     }

@@ -80,6 +80,20 @@ fn run_propagates_exit_status() {
     ctx.assert_nothing_left(&b);
 }
 
+/// A foreground `run` of a config with `terminal: true` and no console socket relays the
+/// container's pty to the runtime's own stdio, as `runc run` does.
+#[test]
+fn run_with_terminal_relays_the_pty() {
+    let ctx = Ctx::new("run_with_terminal_relays_the_pty");
+    let mut b = ctx.bundle(&["sh", "-c", "tty; echo out-$((6*7)); exit 4"]);
+    b.config["process"]["terminal"] = json!(true);
+    let out = ctx.run(&b);
+    out.code_is(4);
+    assert!(out.stdout.contains("/dev/pts/0"), "{out}");
+    assert!(out.stdout.contains("out-42"), "{out}");
+    ctx.assert_nothing_left(&b);
+}
+
 /// Without a PID namespace, so that `sh` is not an init the kernel shields from its own
 /// SIGKILL (in a PID namespace, `kill -9 $$` by the namespace's init is ignored).
 #[test]
