@@ -147,3 +147,35 @@ fn joins_an_existing_network_namespace_by_path() {
     out.ok();
     assert_eq!(lines(&out.stdout), [target], "{out}");
 }
+
+/// A time namespace with `linux.timeOffsets`: the container's boot clock is ten days ahead.
+#[test]
+fn time_namespace_applies_offsets() {
+    let ctx = Ctx::new("time_namespace_applies_offsets");
+    let ten_days = 864_000u64;
+    let mut b = ctx.bundle(&[
+        "sh",
+        "-c",
+        "cut -d. -f1 /proc/uptime; readlink /proc/self/ns/time",
+    ]);
+    b.namespaces().push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({
+        "boottime": {"secs": ten_days},
+        "monotonic": {"secs": ten_days}
+    });
+    let out = ctx.run(&b);
+    out.ok();
+    let mut lines = out.stdout.lines();
+    let uptime: u64 = lines.next().unwrap_or("").trim().parse().expect("uptime");
+    assert!(
+        uptime >= ten_days,
+        "uptime {uptime} should include the offset: {out}"
+    );
+    let host_ns = std::fs::read_link("/proc/self/ns/time").unwrap();
+    assert_ne!(
+        lines.next(),
+        host_ns.to_str(),
+        "the container shares the host's time namespace"
+    );
+    ctx.assert_nothing_left(&b);
+}

@@ -607,3 +607,22 @@ fn terminal_master_arrives_over_the_console_socket() {
     ctx.kill_and_delete(&b.id);
     ctx.assert_nothing_left(&b);
 }
+
+/// `linux.rootfsPropagation` is the propagation of the container's `/`: shared gives it a
+/// peer group (pivot_root itself needs a private parent, which the runtime arranges).
+#[test]
+fn rootfs_propagation_is_applied_to_the_root_mount() {
+    let ctx = Ctx::new("rootfs_propagation_is_applied");
+    for (propagation, shared) in [("rshared", true), ("rprivate", false)] {
+        let mut b = ctx.bundle(&["awk", "$5 == \"/\" { print }", "/proc/self/mountinfo"]);
+        b.config["linux"]["rootfsPropagation"] = json!(propagation);
+        let out = ctx.run(&b);
+        out.ok();
+        assert_eq!(
+            out.stdout.contains(" shared:"),
+            shared,
+            "{propagation}: {out}"
+        );
+        ctx.assert_nothing_left(&b);
+    }
+}

@@ -41,6 +41,11 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         None::<&str>,
     )
     .context("cannot make / a slave mount")?;
+    if propagation.is_some_and(|p| p.contains(MsFlags::MS_SHARED)) {
+        // pivot_root refuses a shared parent mount; "/" gets its shared propagation back
+        // after the pivot.
+        make_parent_mount_private(plan.rootfs)?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(plan.rootfs),
@@ -146,6 +151,51 @@ fn mount_all(plan: &RootfsPlan, root: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// Make the mount holding `path` private (not recursively).
+fn make_parent_mount_private(path: &Path) -> Result<()> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("cannot read mountinfo")?;
+    let parent = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|mount_point| path.starts_with(mount_point))
+        .max_by_key(|mount_point| mount_point.len())
+        .unwrap_or_else(|| "/".into());
+    mount(
+        None::<&str>,
+        parent.as_str(),
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .with_context(|| format!("cannot make {parent} private"))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// pivot_root(".", ".") then detach the old root stacked on top: no put_old directory needed.
 fn pivot(root: &OwnedFd) -> Result<()> {
     nix::unistd::fchdir(root).context("cannot enter the rootfs")?;
@@ -237,4 +287,16 @@ fn remount_root_readonly() -> Result<()> {
         | mounts::locked_flags(Path::new("/"))?;
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
         .context("cannot make the root read-only")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_fields_are_unescaped() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/odd\\x"), "/odd\\x");
+    }
 }
