@@ -161,6 +161,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup_path,
     };
     state.save(&dir)?;
+    crate::log::debug(&format!(
+        "created container {} (init pid {pid}, cgroup {} {})",
+        opts.id,
+        cgroup.version(),
+        state.cgroup_path.display()
+    ));
     if let Some(pid_file) = opts.pid_file {
         state::write_atomic(pid_file, pid.to_string().as_bytes())?;
     }
