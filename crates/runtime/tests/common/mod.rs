@@ -903,13 +903,7 @@ impl Ctx {
 
     #[track_caller]
     pub fn create_with(&self, b: &Bundle, extra: &[&str]) -> Out {
-        b.write();
-        self.track(&b.id);
-        let dir = b.dir.to_string_lossy().into_owned();
-        let mut args = vec!["create", "--bundle", &dir];
-        args.extend_from_slice(extra);
-        args.push(&b.id);
-        self.rt_full(&args, Some(&b.marker), None)
+        self.on_bundle("create", b, extra, None)
     }
 
     /// Writes the config and runs `run --bundle <dir> [extra...] <id>` in the foreground.
@@ -920,26 +914,25 @@ impl Ctx {
 
     #[track_caller]
     pub fn run_with(&self, b: &Bundle, extra: &[&str]) -> Out {
-        b.write();
-        self.track(&b.id);
-        let dir = b.dir.to_string_lossy().into_owned();
-        let mut args = vec!["run", "--bundle", &dir];
-        args.extend_from_slice(extra);
-        args.push(&b.id);
-        self.rt_full(&args, Some(&b.marker), None)
+        self.on_bundle("run", b, extra, None)
     }
 
     /// `run` with a file as the container's stdin.
     #[track_caller]
     pub fn run_stdin(&self, b: &Bundle, stdin: &Path) -> Out {
+        self.on_bundle("run", b, &[], Some(stdin))
+    }
+
+    /// Writes the config and runs `<verb> --bundle <dir> [extra...] <id>`.
+    #[track_caller]
+    fn on_bundle(&self, verb: &str, b: &Bundle, extra: &[&str], stdin: Option<&Path>) -> Out {
         b.write();
         self.track(&b.id);
         let dir = b.dir.to_string_lossy().into_owned();
-        self.rt_full(
-            &["run", "--bundle", &dir, &b.id],
-            Some(&b.marker),
-            Some(stdin),
-        )
+        let mut args = vec![verb, "--bundle", &dir];
+        args.extend_from_slice(extra);
+        args.push(&b.id);
+        self.rt_full(&args, Some(&b.marker), stdin)
     }
 
     /// `run` in the background.
