@@ -32,18 +32,45 @@ pub fn setup(socket: &UnixStream, uid: u32, gid: u32) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("unlockpt");
     }
     let name = pts_name(&master)?;
-    let slave = open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("cannot open {name}"))?;
+    let slave = open_peer(&master)?;
     // The process's user must own its terminal, as login does.
     nix::unistd::fchown(&slave, Some(uid.into()), Some(gid.into()))
         .context("cannot chown the pty")?;
+    bind_dev_console(&slave)?;
     send_fd(socket, &master, &name)?;
     drop(master);
     make_controlling_terminal(&slave)
+}
+
+/// The slave of `master` straight from the kernel (TIOCGPTPEER), not by a path in a /dev
+/// the image may have prepared.
+fn open_peer(master: &OwnedFd) -> Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot open the pty slave");
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The OCI spec wants /dev/console to be the container's terminal.
+fn bind_dev_console(slave: &OwnedFd) -> Result<()> {
+    let console = open(
+        "/dev/console",
+        OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_WRONLY,
+        Mode::from_bits_truncate(0o600),
+    )
+    .context("cannot create /dev/console")?;
+    nix::mount::mount(
+        Some(crate::sys::fd_path(slave).as_str()),
+        crate::sys::fd_path(&console).as_str(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context("cannot bind the pty to /dev/console")
 }
 
 fn pts_name(master: &OwnedFd) -> Result<String> {

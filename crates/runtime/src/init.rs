@@ -153,15 +153,23 @@ fn finish(args: &InitArgs, exe: &Path) -> anyhow::Error {
         .unwrap_or_else(|| anyhow::anyhow!("exec returned"))
 }
 
-/// Opening the fifo for writing blocks until `start` opens it for reading.
+/// Opening the fifo for writing blocks until `start` opens it for reading. It is reopened
+/// through /proc/self/fd, so /proc must be the kernel's procfs and what opens must be the
+/// fifo we hold, not something the image arranged.
 fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
-    let path = crate::sys::fd_path(fifo);
+    let proc = nix::sys::statfs::statfs("/proc").context("cannot stat /proc")?;
+    if proc.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        bail!("/proc in the container is not procfs: mount proc there");
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .open(&path)
-        .context("cannot open the exec fifo (is /proc mounted in the container?)")?;
-    file.write_all(b"0").context("cannot write the exec fifo")?;
-    Ok(())
+        .open(crate::sys::fd_path(fifo))
+        .context("cannot open the exec fifo")?;
+    let (held, opened) = (nix::sys::stat::fstat(fifo)?, nix::sys::stat::fstat(&file)?);
+    if (held.st_dev, held.st_ino) != (opened.st_dev, opened.st_ino) {
+        bail!("the exec fifo reopened through /proc is not the runtime's fifo");
+    }
+    file.write_all(b"0").context("cannot write the exec fifo")
 }
 
 /// Rust ignores SIGPIPE, and an ignored signal stays ignored across exec: give the user's

@@ -626,3 +626,35 @@ fn rootfs_propagation_is_applied_to_the_root_mount() {
         ctx.assert_nothing_left(&b);
     }
 }
+
+/// An image whose /dev/null is a symlink to a host-wide proc file: masking binds /dev/null
+/// over files, so following the link would hand the container a writable alias of
+/// /proc/sys/kernel/core_pattern. The runtime must refuse the rootfs instead.
+#[test]
+fn dev_null_symlink_in_the_image_is_refused() {
+    let ctx = Ctx::new("dev_null_symlink_is_refused");
+    let mut b = ctx.private_bundle(&["cat", "/proc/timer_list"]);
+    let dev = b.rootfs.join("dev");
+    fs::create_dir_all(&dev).unwrap();
+    symlink("/proc/sys/kernel/core_pattern", dev.join("null")).unwrap();
+    // No tmpfs on /dev: the image's own /dev is what the container gets.
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["destination"] != "/dev");
+    for m in mounts.iter_mut() {
+        if m["destination"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("/dev/"))
+        {
+            m["options"] = json!(["nosuid", "noexec"]);
+        }
+    }
+    b.config["linux"]["maskedPaths"] = json!(["/proc/timer_list"]);
+    let before = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let out = ctx.run(&b);
+    out.failed().stderr_has("/dev/null");
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        before
+    );
+    ctx.assert_nothing_left(&b);
+}

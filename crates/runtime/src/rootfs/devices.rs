@@ -81,12 +81,15 @@ impl TryFrom<&LinuxDevice> for Device {
 }
 
 /// Create a device node in the rootfs. In a user namespace mknod is refused: bind the host's
-/// node of the same path instead, as runc does.
+/// node of the same path instead, as runc does. The image may have planted anything at the
+/// path: a symlink (to /proc/sys/kernel/core_pattern, say) or another file is refused, never
+/// followed or reused.
 pub fn create_device(root: &OwnedFd, dev: &Device, in_user_namespace: bool) -> Result<()> {
     let rel = super::mounts::relative(&dev.path);
     let what = || format!("cannot create device {}", dev.path.display());
+    let (parent, name) = parent_and_name(root, &rel).with_context(what)?;
     if in_user_namespace {
-        let target = create_in_root(root, &rel, Kind::File).with_context(what)?;
+        let target = create_placeholder(&parent, name).with_context(what)?;
         return mount(
             Some(&dev.path),
             fd_path(&target).as_str(),
@@ -96,10 +99,10 @@ pub fn create_device(root: &OwnedFd, dev: &Device, in_user_namespace: bool) -> R
         )
         .with_context(what);
     }
-    let (parent, name) = parent_and_name(root, &rel).with_context(what)?;
     let mode = Mode::from_bits_truncate(dev.mode);
     match mknodat(&parent, name, dev.kind, mode, makedev(dev.major, dev.minor)) {
-        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Ok(()) => {}
+        Err(nix::Error::EEXIST) => check_existing(&parent, name, dev).with_context(what)?,
         Err(e) => return Err(e).with_context(what),
     }
     fchownat(
@@ -110,6 +113,51 @@ pub fn create_device(root: &OwnedFd, dev: &Device, in_user_namespace: bool) -> R
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .with_context(what)
+}
+
+/// An empty regular file to bind a host device onto; an existing link or special file is
+/// refused.
+fn create_placeholder(parent: &OwnedFd, name: &Path) -> Result<OwnedFd> {
+    use nix::fcntl::{openat, OFlag};
+    let created = openat(
+        parent,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_WRONLY,
+        Mode::from_bits_truncate(0o644),
+    );
+    match created {
+        Ok(_) | Err(nix::Error::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = openat(
+        parent,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+        anyhow::bail!(
+            "{} exists in the rootfs and is not a regular file",
+            name.display()
+        );
+    }
+    Ok(fd)
+}
+
+/// A node already at the path must be exactly the device asked for.
+fn check_existing(parent: &OwnedFd, name: &Path, dev: &Device) -> Result<()> {
+    let st = nix::sys::stat::fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    if kind != dev.kind || st.st_rdev != makedev(dev.major, dev.minor) {
+        anyhow::bail!(
+            "{} exists in the rootfs and is not the device {}:{}",
+            dev.path.display(),
+            dev.major,
+            dev.minor
+        );
+    }
+    Ok(())
 }
 
 fn parent_and_name<'a>(root: &OwnedFd, rel: &'a Path) -> Result<(OwnedFd, &'a Path)> {

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::SFlag;
 use oci_spec::runtime::{Linux, Spec};
 
 use crate::cgroups::CgroupMountSource;
@@ -83,12 +84,12 @@ pub fn finish(spec: &Spec) -> Result<()> {
             write_sysctl(key, value)?;
         }
     }
-    for path in linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        mask(Path::new(path))?;
+    let masked = linux.and_then(|l| l.masked_paths().as_ref());
+    if masked.is_some_and(|m| !m.is_empty()) {
+        let dev_null = open_dev_null()?;
+        for path in masked.into_iter().flatten() {
+            mask(Path::new(path), &dev_null)?;
+        }
     }
     for path in linux
         .and_then(|l| l.readonly_paths().as_ref())
@@ -237,30 +238,59 @@ fn write_sysctl(key: &str, value: &str) -> Result<()> {
 }
 
 /// Hide a path: an empty read-only tmpfs over a directory, /dev/null over a file.
-fn mask(path: &Path) -> Result<()> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot mask {}", path.display())),
+fn mask(path: &Path, dev_null: &OwnedFd) -> Result<()> {
+    let what = || format!("cannot mask {}", path.display());
+    let target = match open_nofollow(path) {
+        Ok(fd) => fd,
+        Err(nix::Error::ENOENT) => return Ok(()),
+        Err(e) => return Err(e).with_context(what),
     };
-    let result = if meta.is_dir() {
-        mount(
+    let kind = file_kind(&target).with_context(what)?;
+    let target_path = crate::sys::fd_path(&target);
+    let result = match kind {
+        SFlag::S_IFDIR => mount(
             Some("tmpfs"),
-            path,
+            target_path.as_str(),
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
             None::<&str>,
-        )
-    } else {
-        mount(
-            Some("/dev/null"),
-            path,
+        ),
+        SFlag::S_IFLNK => bail!("cannot mask {}: it is a symlink", path.display()),
+        _ => mount(
+            Some(crate::sys::fd_path(dev_null).as_str()),
+            target_path.as_str(),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
-        )
+        ),
     };
-    result.with_context(|| format!("cannot mask {}", path.display()))
+    result.with_context(what)
+}
+
+fn open_nofollow(path: &Path) -> nix::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+}
+
+fn file_kind(fd: &OwnedFd) -> nix::Result<SFlag> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok(SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()))
+}
+
+/// The container's /dev/null, checked to be the real device: masking binds it over files,
+/// so a symlink planted there would expose whatever it points at.
+fn open_dev_null() -> Result<OwnedFd> {
+    let fd = open_nofollow(Path::new("/dev/null")).context("cannot open /dev/null")?;
+    let st = nix::sys::stat::fstat(&fd).context("cannot stat /dev/null")?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR;
+    if !is_char || st.st_rdev != nix::sys::stat::makedev(1, 3) {
+        bail!("/dev/null in the container is not the null device (1:3)");
+    }
+    Ok(fd)
 }
 
 fn make_readonly(path: &Path) -> Result<()> {
