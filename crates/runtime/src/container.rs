@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use nix::unistd::Pid;
+use oci_spec::runtime::{Linux, LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, CgroupManager};
-use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_READY};
+use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_PID, MSG_READY};
 use crate::namespaces::{self, Namespaces};
 use crate::state::{self, State, Status, EXEC_FIFO};
-use crate::{console, spec, sys};
+use crate::{console, process, spec, sys};
 
 /// How long to wait for killed processes to die before giving up (the kernel normally takes
 /// microseconds; only a process stuck in uninterruptible sleep takes longer).
@@ -48,7 +49,7 @@ struct CreateGuard {
     done: bool,
     dir: PathBuf,
     cgroup: Option<Box<dyn CgroupManager>>,
-    init: Option<OwnedFd>,
+    init: Option<(i32, OwnedFd)>,
 }
 
 impl Drop for CreateGuard {
@@ -56,11 +57,10 @@ impl Drop for CreateGuard {
         if self.done {
             return;
         }
-        if let Some(pidfd) = self.init.take() {
+        if let Some((pid, pidfd)) = self.init.take() {
             let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
-            let _ = sys::pidfd_wait_exit(&pidfd, KILL_TIMEOUT_MS);
-            // The init is our child: reap it so it leaves the cgroup.
-            let _ = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::__WALL));
+            // The init is our child: reap exactly it (a shim has other children).
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
         if let Some(cgroup) = self.cgroup.take() {
             let _ = cgroup.remove();
@@ -105,9 +105,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let exec_fifo = make_exec_fifo(&dir)?;
 
     let cgroup_path = cgroup_path(&spec, opts.id);
-    let cgroup = cgroups::open(&cgroup_path)?;
+    // In the guard before it exists on disk: a half-made cgroup is removed too.
+    let cgroup = &**guard.cgroup.insert(cgroups::open(&cgroup_path)?);
     cgroup.create()?;
-    let cgroup = &**guard.cgroup.insert(cgroup);
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
         cgroup.apply(resources)?;
     }
@@ -119,33 +119,20 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         SockFlag::SOCK_CLOEXEC,
     )
     .context("socketpair")?;
-    namespaces.join_for_children()?;
-    if namespaces.new_time {
-        namespaces::new_time_namespace(linux)?;
-    }
-    // The cgroup namespace is made by the init itself, once it is inside its cgroup.
-    let clone_flags = namespaces.clone_flags & !(LinuxNamespaceType::Cgroup as u64);
-    let (pid, pidfd) =
-        match sys::clone3_fork(clone_flags).context("cannot clone the container's init")? {
-            sys::Forked::Child => {
-                drop(parent_sock);
-                init::run(InitArgs {
-                    spec: &spec,
-                    bundle: &bundle,
-                    rootfs: &rootfs,
-                    namespaces: &namespaces,
-                    cgroup_sources: &cgroup.mount_sources(),
-                    no_pivot: opts.no_pivot,
-                    exec_fifo: &exec_fifo,
-                    console: console.as_ref(),
-                    sync: UnixStream::from(child_sock),
-                })
-            }
-            sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
-        };
-    drop(child_sock);
-    guard.init = Some(pidfd.try_clone().context("dup pidfd")?);
     let mut sync = UnixStream::from(parent_sock);
+    let init_args = InitArgs {
+        spec: &spec,
+        bundle: &bundle,
+        rootfs: &rootfs,
+        namespaces: &namespaces,
+        cgroup_sources: &cgroup.mount_sources(),
+        no_pivot: opts.no_pivot,
+        exec_fifo: &exec_fifo,
+        console: console.as_ref(),
+        sync: UnixStream::from(child_sock),
+    };
+    let (pid, pidfd) = spawn_init(&namespaces, linux, init_args, &mut sync)?;
+    guard.init = Some((pid, pidfd.try_clone().context("dup pidfd")?));
     setup_init(&spec, &namespaces, cgroup, pid, &mut sync)?;
 
     let (pid_start, _) = sys::proc_start_and_state(pid).context("the container's init vanished")?;
@@ -178,6 +165,71 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     })
 }
 
+/// Clone the container's init, our child, into its new namespaces. Joining namespaces by path
+/// changes the caller for good, so then an intermediate process joins them and clones the
+/// init with CLONE_PARENT, reports its pid and exits.
+fn spawn_init(
+    namespaces: &Namespaces,
+    linux: Option<&Linux>,
+    args: InitArgs,
+    sync: &mut UnixStream,
+) -> Result<(i32, OwnedFd)> {
+    // The cgroup namespace is made by the init itself, once it is inside its cgroup.
+    let flags = namespaces.clone_flags & !(LinuxNamespaceType::Cgroup as u64);
+    let clone_init = |flags| sys::clone3_fork(flags).context("cannot clone the container's init");
+    if !namespaces.needs_intermediate() {
+        return match clone_init(flags)? {
+            sys::Forked::Child => init::run(args),
+            sys::Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
+        };
+    }
+    let intermediate = match clone_init(0)? {
+        sys::Forked::Child => {
+            let mut report = args.sync.try_clone().ok();
+            let result = namespaces.enter_for_init(linux).and_then(|()| {
+                match clone_init(flags | libc::CLONE_PARENT as u64)? {
+                    sys::Forked::Child => init::run(args),
+                    sys::Forked::Parent { pid, .. } => Ok(pid),
+                }
+            });
+            let msg = match result {
+                Ok(pid) => format!("{}{pid}", MSG_PID as char),
+                Err(e) => format!("{}{e:#}", MSG_ERROR as char),
+            };
+            if let Some(report) = report.as_mut() {
+                let _ = report.write_all(msg.as_bytes());
+            }
+            // SAFETY: _exit skips atexit handlers and buffers shared with the parent's copy.
+            unsafe { libc::_exit(0) }
+        }
+        sys::Forked::Parent { pid, .. } => pid,
+    };
+    drop(args);
+    let reported = read_message(sync);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(intermediate), None);
+    let pid: i32 = match reported? {
+        (MSG_PID, text) => text
+            .parse()
+            .context("bad pid from the intermediate process")?,
+        (MSG_ERROR, text) => bail!("{text}"),
+        _ => bail!("the intermediate process exited without cloning the init"),
+    };
+    // CLONE_PARENT made the init our child: its pid cannot be reused before we reap it.
+    Ok((pid, sys::pidfd_open(pid).context("pidfd_open")?))
+}
+
+/// One message from the sync socket: its kind byte and text; kind 0 at EOF.
+fn read_message(sync: &mut UnixStream) -> Result<(u8, String)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = sync
+        .read(&mut buf)
+        .context("cannot read from the container's init")?;
+    Ok(match buf[..n].split_first() {
+        Some((&kind, text)) => (kind, String::from_utf8_lossy(text).into_owned()),
+        None => (0, String::new()),
+    })
+}
+
 /// The init's half of the handshake from the parent's side: id maps, cgroup, go, ready.
 fn setup_init(
     spec: &Spec,
@@ -196,16 +248,15 @@ fn setup_init(
             .unwrap_or_default();
         namespaces::write_id_maps(pid, uids, gids)?;
     }
-    cgroup.add_process(nix::unistd::Pid::from_raw(pid))?;
+    if let Some(process) = spec.process() {
+        process::set_oom_score_adj(pid, process)?;
+    }
+    cgroup.add_process(Pid::from_raw(pid))?;
     sync.write_all(&[MSG_GO])
         .context("cannot signal the container's init")?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = sync
-        .read(&mut buf)
-        .context("cannot read from the container's init")?;
-    match buf[..n].split_first() {
-        Some((&MSG_READY, _)) => Ok(()),
-        Some((&MSG_ERROR, msg)) => bail!("{}", String::from_utf8_lossy(msg)),
+    match read_message(sync)? {
+        (MSG_READY, _) => Ok(()),
+        (MSG_ERROR, msg) => bail!("{msg}"),
         _ => bail!("the container's init exited during setup"),
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -22,6 +22,8 @@ use crate::{log, process};
 pub const MSG_GO: u8 = b'G';
 pub const MSG_READY: u8 = b'R';
 pub const MSG_ERROR: u8 = b'E';
+/// From the intermediate process: the init's pid.
+pub const MSG_PID: u8 = b'P';
 
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -36,22 +38,23 @@ pub struct InitArgs<'a> {
     pub sync: UnixStream,
 }
 
-/// Never returns: execs the user's program or exits 1 after reporting why.
+/// Never returns: execs the user's program or exits 1 after reporting why. A panic is
+/// caught too: unwinding would run the parent's code (and its guards) in this child.
 pub fn run(mut args: InitArgs) -> ! {
-    let err = match prepare(&args) {
-        Ok(exe) => {
-            let _ = args.sync.write_all(&[MSG_READY]);
-            finish(&args, &exe)
-        }
+    let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(&args)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the container's init panicked")));
+    let exe = match prepared {
+        Ok(exe) => exe,
         Err(e) => {
-            let msg = format!("{:#}", e);
             let mut buf = vec![MSG_ERROR];
-            buf.extend_from_slice(msg.as_bytes());
+            buf.extend_from_slice(format!("{e:#}").as_bytes());
             let _ = args.sync.write_all(&buf);
             // SAFETY: _exit skips atexit handlers and buffers shared with the parent's copy.
             unsafe { libc::_exit(1) }
         }
     };
+    let _ = args.sync.write_all(&[MSG_READY]);
+    let err = wait_and_exec(args.exec_fifo, args.spec, &exe);
     // After `ready` nobody waits on the sync socket: tell the container's stderr and the log.
     log::error(&format!("{err:#}"));
     // SAFETY: as above.
@@ -62,7 +65,6 @@ pub fn run(mut args: InitArgs) -> ! {
 fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     wait_for_parent(&args.sync)?;
     let ns = args.namespaces;
-    ns.join_in_child()?;
     if ns.in_user_namespace() {
         // Become the user namespace's root, so what we create is owned by the mapped root.
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -78,7 +80,6 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     set_uts(args.spec, ns)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let process = args.spec.process().as_ref().context("process: missing")?;
-    process::set_oom_score_adj(process)?;
     rootfs::setup(&RootfsPlan {
         spec: args.spec,
         rootfs: args.rootfs,
@@ -96,7 +97,13 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     rootfs::finish(args.spec)?;
     process::set_rlimits(process)?;
     process::enter_cwd(process)?;
-    process::find_executable(process)
+    let exe = process::find_executable(process)?;
+    // Privileges go before `ready`, so a failure here fails `create`, not a later exec.
+    process::set_user_and_capabilities(process)?;
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    process::set_no_new_privileges(process)?;
+    Ok(exe)
 }
 
 fn wait_for_parent(mut sync: &UnixStream) -> Result<()> {
@@ -135,15 +142,11 @@ fn set_domainname(name: &str) -> nix::Result<()> {
     nix::errno::Errno::result(ret).map(drop)
 }
 
-/// After ready: block until `start`, then become the user and exec.
-fn finish(args: &InitArgs, exe: &Path) -> anyhow::Error {
+/// After ready: block until `start`, then exec. Returns only on failure.
+fn wait_and_exec(exec_fifo: &OwnedFd, spec: &Spec, exe: &Path) -> anyhow::Error {
     let result = (|| -> Result<()> {
-        wait_for_start(args.exec_fifo)?;
-        let process = args.spec.process().as_ref().context("process: missing")?;
-        process::set_user_and_capabilities(process)?;
-        let umask = process.user().umask().unwrap_or(0o022);
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
-        process::set_no_new_privileges(process)?;
+        wait_for_start(exec_fifo)?;
+        let process = spec.process().as_ref().context("process: missing")?;
         reset_signals()?;
         crate::sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
         Err(process::exec(exe, process))
@@ -172,12 +175,17 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     file.write_all(b"0").context("cannot write the exec fifo")
 }
 
-/// Rust ignores SIGPIPE, and an ignored signal stays ignored across exec: give the user's
-/// program the default dispositions and an empty signal mask.
+/// The program gets default dispositions and an empty mask, whatever the runtime inherited
+/// or set up: an ignored signal stays ignored across exec (Rust ignores SIGPIPE; a caller may
+/// ignore SIGCHLD, which would make the program's children vanish unwaited).
 fn reset_signals() -> Result<()> {
-    // SAFETY: SIG_DFL installs no handler code.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .context("cannot reset SIGPIPE")?;
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler code; numbers libc reserves just fail, harmlessly.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("cannot reset the signal mask")
 }

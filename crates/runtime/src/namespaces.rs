@@ -56,23 +56,20 @@ impl Namespaces {
         self.creates(LinuxNamespaceType::User) || self.joins(LinuxNamespaceType::User)
     }
 
-    /// Join, in the calling process, the namespaces that only affect its future children:
-    /// pid and time. Done by the parent before clone3, so the child is born inside them.
-    pub fn join_for_children(&self) -> Result<()> {
-        for (typ, path) in &self.join {
-            if matches!(typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
-                join(*typ, path)?;
-            }
-        }
-        Ok(())
+    /// Joining namespaces or making a time namespace changes the calling process for good;
+    /// the runtime leaves that to an intermediate process.
+    pub fn needs_intermediate(&self) -> bool {
+        !self.join.is_empty() || self.new_time
     }
 
-    /// Join, in the container's init, every other namespace given by path.
-    pub fn join_in_child(&self) -> Result<()> {
+    /// In the intermediate process: join every namespace given by path (user first), make the
+    /// time namespace; the init cloned next is born inside them all.
+    pub fn enter_for_init(&self, linux: Option<&Linux>) -> Result<()> {
         for (typ, path) in &self.join {
-            if !matches!(typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
-                join(*typ, path)?;
-            }
+            join(*typ, path)?;
+        }
+        if self.new_time {
+            new_time_namespace(linux)?;
         }
         Ok(())
     }
@@ -104,7 +101,7 @@ pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping])
 }
 
 /// Write time namespace offsets (`linux.timeOffsets`) for the calling process's children.
-pub fn new_time_namespace(linux: Option<&Linux>) -> Result<()> {
+fn new_time_namespace(linux: Option<&Linux>) -> Result<()> {
     nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
         .context("cannot create a time namespace")?;
     let offsets = linux.and_then(|l| l.time_offsets().as_ref());

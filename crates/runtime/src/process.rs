@@ -74,9 +74,11 @@ fn rlimit_name(typ: PosixRlimitType) -> String {
         .unwrap_or_else(|| format!("{typ:?}"))
 }
 
-pub fn set_oom_score_adj(process: &Process) -> Result<()> {
+/// Written by the runtime for the init (`pid`): the init itself may be an unprivileged user
+/// namespace root by then, which may not change its own score.
+pub fn set_oom_score_adj(pid: i32, process: &Process) -> Result<()> {
     if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .with_context(|| format!("cannot set oomScoreAdj {adj}"))?;
     }
     Ok(())

@@ -39,7 +39,12 @@ pub fn clone3_fork(flags: u64) -> io::Result<Forked> {
     let mut args = CloneArgs {
         flags: flags | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the child inherits the caller's exit signal; clone3 wants 0 here.
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..Default::default()
     };
     // SAFETY: args is a valid clone_args of the size passed; with stack 0 the child continues

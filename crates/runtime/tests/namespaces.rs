@@ -133,19 +133,38 @@ fn new_network_namespace_has_only_loopback() {
 #[test]
 fn joins_an_existing_network_namespace_by_path() {
     let ctx = Ctx::new("joins_existing_netns");
+    let (path, target) = netns_of_a_helper(&ctx);
+    let mut b = ctx.bundle(&["readlink", "/proc/self/ns/net"]);
+    b.set_namespace("network", Some(&path));
+    let out = ctx.run(&b);
+    out.ok();
+    assert_eq!(lines(&out.stdout), [target], "{out}");
+}
+
+/// A new user namespace together with a joined one (a pod's network namespace, say): the
+/// runtime must join before it makes the user namespace, which would leave it no rights over
+/// the host-owned namespace.
+#[test]
+fn new_user_namespace_with_a_joined_network_namespace() {
+    let ctx = Ctx::new("userns_with_joined_netns");
+    let (path, target) = netns_of_a_helper(&ctx);
+    let mut b = user_ns_bundle(&ctx, &["sh", "-c", "readlink /proc/self/ns/net; id -u"]);
+    b.set_namespace("network", Some(&path));
+    let out = ctx.run(&b);
+    out.ok();
+    assert_eq!(lines(&out.stdout), [target.as_str(), "0"], "{out}");
+}
+
+/// A process (`unshare --net sleep`) in a network namespace of its own: its ns path and id.
+fn netns_of_a_helper(ctx: &Ctx) -> (String, String) {
     let host_net = ns_id("self", "net");
     let helper = ctx.spawn_helper(Command::new("unshare").args(["--net", "sleep", "30"]));
-    let helper = helper.to_string();
     let target = wait_until(STATE_TIMEOUT, "unshare to enter its netns", || {
         let ns = fs::read_link(format!("/proc/{helper}/ns/net")).ok()?;
         let ns = ns.to_string_lossy().into_owned();
         (ns != host_net).then_some(ns)
     });
-    let mut b = ctx.bundle(&["readlink", "/proc/self/ns/net"]);
-    b.set_namespace("network", Some(&format!("/proc/{helper}/ns/net")));
-    let out = ctx.run(&b);
-    out.ok();
-    assert_eq!(lines(&out.stdout), [target], "{out}");
+    (format!("/proc/{helper}/ns/net"), target)
 }
 
 /// A time namespace with `linux.timeOffsets`: the container's boot clock is ten days ahead.
