@@ -73,6 +73,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let bundle = fs::canonicalize(opts.bundle)
         .with_context(|| format!("bundle {} does not exist", opts.bundle.display()))?;
     let spec = spec::load(&bundle)?;
+    spec::validate(&spec)?;
     let rootfs = fs::canonicalize(spec::rootfs(&spec, &bundle)?)?;
     let linux = spec.linux().as_ref();
     let namespaces = Namespaces::from_linux(linux)?;
@@ -322,11 +323,13 @@ fn wait_readable(fifo: &OwnedFd, pidfd: &OwnedFd) -> Result<()> {
             Err(nix::Error::EINTR) => continue,
             r => r.context("poll")?,
         };
-        if fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
+        let fifo_events = fds[0].revents().unwrap_or(PollFlags::empty());
+        if fifo_events.contains(PollFlags::POLLIN) {
             return Ok(());
+        }
+        if fifo_events.contains(PollFlags::POLLHUP) {
+            // The init wrote its byte to another reader and closed: a concurrent `start`.
+            bail!("the container was already started");
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             bail!("the container's init exited before it was started");
@@ -350,22 +353,28 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let state = State::load(root, id)?;
     if all {
         let cgroup = cgroups::open(&state.cgroup_path)?;
-        for pid in cgroup.pids()? {
-            match nix::sys::signal::kill(pid, nix::sys::signal::Signal::try_from(signal)?) {
-                Ok(()) | Err(nix::Error::ESRCH) => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot signal pid {pid}")),
+        for pidfd in cgroup_pidfds(&*cgroup)? {
+            match sys::pidfd_send_signal(&pidfd, signal) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                r => r.with_context(|| format!("cannot signal container \"{id}\""))?,
             }
         }
         return Ok(());
     }
-    let pidfd =
-        init_pidfd(&state)?.with_context(|| format!("container \"{id}\" is not running"))?;
+    // containerd recognises runc's wording when a stop races the container's exit.
+    let pidfd = init_pidfd(&state)?.context("container not running")?;
     sys::pidfd_send_signal(&pidfd, signal)
         .with_context(|| format!("cannot signal container \"{id}\""))
 }
 
-/// Remove a stopped or created container; with `force` a running one is killed first.
+/// Remove a stopped or created container; with `force` a running one is killed first, and
+/// the remains of a `create` that was itself killed (a directory without state) are removed.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let dir = state::container_dir(root, id)?;
+    if force && dir.is_dir() && !dir.join(state::STATE_FILE).exists() {
+        return fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()));
+    }
     let state = State::load(root, id)?;
     let status = state.status(root);
     if status == Status::Running && !force {
@@ -374,21 +383,39 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let cgroup = cgroups::open(&state.cgroup_path)?;
     kill_all_and_wait(&state, &*cgroup)?;
     cgroup.remove()?;
-    fs::remove_dir_all(state.dir(root))
-        .with_context(|| format!("cannot remove the state of \"{id}\""))
+    fs::remove_dir_all(dir).with_context(|| format!("cannot remove the state of \"{id}\""))
 }
 
-/// SIGKILL the init (whose death ends its pid namespace) and anything left in the cgroup,
+/// Pidfds of every process in the cgroup, opened before anything is killed: once the init
+/// dies the others' pids are free for reuse. A cgroup that is gone holds nothing.
+fn cgroup_pidfds(cgroup: &dyn CgroupManager) -> Result<Vec<OwnedFd>> {
+    let pids = match cgroup.pids() {
+        Ok(pids) => pids,
+        Err(e) if is_not_found(&e) => vec![],
+        Err(e) => return Err(e),
+    };
+    Ok(pids
+        .into_iter()
+        .filter_map(|pid| sys::pidfd_open(pid.as_raw()).ok())
+        .collect())
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    })
+}
+
+/// SIGKILL the init (whose death ends its pid namespace) and everything in the cgroup,
 /// waiting on pidfds until each is gone.
 fn kill_all_and_wait(state: &State, cgroup: &dyn CgroupManager) -> Result<()> {
     let init = init_pidfd(state)?;
-    let others = cgroup
-        .pids()?
-        .into_iter()
-        .filter_map(|pid| sys::pidfd_open(pid.as_raw()).ok());
-    for pidfd in init.into_iter().chain(others) {
-        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
-        if !sys::pidfd_wait_exit(&pidfd, KILL_TIMEOUT_MS)? {
+    let all = cgroup_pidfds(cgroup)?;
+    for pidfd in init.iter().chain(&all) {
+        let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+        if !sys::pidfd_wait_exit(pidfd, KILL_TIMEOUT_MS)? {
             bail!(
                 "a process of container \"{}\" did not die after SIGKILL",
                 state.id

@@ -149,6 +149,10 @@ fn run(cli: &Cli) -> Result<u8> {
             common,
             id,
         } => {
+            // We wait for the container: if our caller left SIGCHLD ignored, the kernel would
+            // reap it for us and its exit status would be lost.
+            // SAFETY: SIG_DFL installs no handler code.
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
             let code = container::run(&common.options(root, bundle, id), *detach)?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }

@@ -31,6 +31,63 @@ pub fn parse(text: &[u8]) -> Result<Spec> {
     Ok(spec)
 }
 
+/// Refuse what this runtime does not implement, and sysctls that would change the host.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    if linux.is_some_and(|l| l.seccomp().is_some()) {
+        bail!("linux.seccomp: seccomp is not supported by this berth-runtime yet");
+    }
+    if let Some(hooks) = spec.hooks() {
+        if serde_json::to_value(hooks)?
+            .as_object()
+            .is_some_and(|h| !h.is_empty())
+        {
+            bail!("hooks: hooks are not supported by this berth-runtime yet");
+        }
+    }
+    for key in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        validate_sysctl(spec, key)?;
+    }
+    Ok(())
+}
+
+/// A sysctl is only the container's own when it belongs to a namespace the container has,
+/// as runc decides: IPC ones with an ipc namespace, net.* with a network namespace, the
+/// host and domain name with a uts namespace. Anything else would be set for the whole host.
+fn validate_sysctl(spec: &Spec, key: &str) -> Result<()> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needs = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        bail!("linux.sysctl: {key} is not namespaced and would change the host");
+    };
+    if key.contains("..") || key.contains('/') {
+        bail!("linux.sysctl: invalid key {key:?}");
+    }
+    if !has_namespace(spec, needs) {
+        bail!("linux.sysctl: {key} needs a {needs} namespace in the container");
+    }
+    Ok(())
+}
+
 /// The rootfs directory: `root.path`, absolute or relative to the bundle; it must exist.
 pub fn rootfs(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     let root = spec.root().as_ref().context("root: missing")?;
@@ -86,6 +143,29 @@ mod tests {
     fn syntax_error_says_where() {
         let err = format!("{:#}", parse(b"{\"ociVersion\": ").unwrap_err());
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn only_namespaced_sysctls_of_namespaces_the_container_has() {
+        let mut spec = default_spec().unwrap();
+        let with = |spec: &mut Spec, key: &str| {
+            let linux = spec.linux_mut().as_mut().unwrap();
+            linux.set_sysctl(Some([(key.to_string(), "1".to_string())].into()));
+            validate(spec)
+        };
+        assert!(with(&mut spec, "net.ipv4.ip_forward").is_ok());
+        assert!(with(&mut spec, "kernel.shmmax").is_ok());
+        let err = with(&mut spec, "kernel.core_pattern")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not namespaced"), "{err}");
+        let linux = spec.linux_mut().as_mut().unwrap();
+        let namespaces = linux.namespaces_mut().as_mut().unwrap();
+        namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+        let err = with(&mut spec, "net.ipv4.ip_forward")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a net namespace"), "{err}");
     }
 
     #[test]

@@ -253,3 +253,69 @@ fn missing_program_fails_create_naming_it() {
 fn missing_program_is_logged_as_json() {
     missing_program("missing_program_is_logged_as_json", true);
 }
+
+// --- what the runtime does not do, or must not do ------------------------------------------
+
+/// A config asking for seccomp or hooks, which this runtime does not implement yet, is refused
+/// rather than run unconfined; so is a sysctl that would change the host.
+#[test]
+fn unsupported_or_host_wide_settings_are_refused() {
+    let ctx = Ctx::new("unsupported_settings_are_refused");
+    let cases: [(&str, Value, &str); 3] = [
+        (
+            "seccomp",
+            json!({"defaultAction": "SCMP_ACT_ALLOW"}),
+            "linux.seccomp",
+        ),
+        (
+            "hooks",
+            json!({"prestart": [{"path": "/bin/true"}]}),
+            "hooks",
+        ),
+        (
+            "sysctl",
+            json!({"kernel.core_pattern": "|/tmp/x"}),
+            "kernel.core_pattern",
+        ),
+    ];
+    for (what, value, needle) in cases {
+        let mut b = ctx.bundle(&["true"]);
+        match what {
+            "hooks" => b.config["hooks"] = value,
+            _ => b.config["linux"][what] = value,
+        }
+        b.write();
+        create_fails(&ctx, &b, &[needle], false);
+    }
+}
+
+/// Signalling a container whose process has exited fails with runc's words, which containerd
+/// looks for when a stop races the exit.
+#[test]
+fn kill_of_a_stopped_container_says_container_not_running() {
+    let ctx = Ctx::new("kill_of_stopped_container");
+    let b = ctx.bundle(&["true"]);
+    ctx.create(&b).ok();
+    ctx.start(&b.id).ok();
+    ctx.wait_status(&b.id, "stopped");
+    ctx.rt(&["kill", &b.id, "KILL"])
+        .failed()
+        .stderr_has("container not running");
+    ctx.delete(&b.id).ok();
+    ctx.assert_nothing_left(&b);
+}
+
+/// A `create` killed before it wrote the state leaves a bare directory: `delete --force`
+/// clears it, so the id can be used again.
+#[test]
+fn delete_force_clears_the_remains_of_an_interrupted_create() {
+    let ctx = Ctx::new("delete_force_clears_remains");
+    let b = ctx.bundle(&["true"]);
+    let dir = ctx.root.join(&b.id);
+    fs::create_dir_all(&dir).unwrap();
+    ctx.create(&b).failed().stderr_has("already exists");
+    ctx.rt(&["delete", "--force", &b.id]).ok();
+    assert!(!dir.exists());
+    ctx.run(&b).ok();
+    ctx.assert_nothing_left(&b);
+}
