@@ -122,7 +122,7 @@ fn check_executable(path: &Path) -> Result<PathBuf> {
 pub fn set_user_and_capabilities(process: &Process) -> Result<()> {
     let user = process.user();
     let caps = process.capabilities().as_ref();
-    let host = host_bounding();
+    let host = host_bounding()?;
     if let Some(caps) = caps {
         drop_bounding(&host, caps.bounding().as_ref())?;
     }
@@ -157,8 +157,8 @@ fn set_keepcaps(on: bool) -> Result<()> {
 
 /// The capabilities this host can grant: a cap outside the runtime's own bounding set (this
 /// VM lacks CAP_SYS_RESOURCE, for one) cannot be given, so "all" means all the host holds.
-fn host_bounding() -> caps::CapsHashSet {
-    caps::read(None, caps::CapSet::Bounding).unwrap_or_default()
+fn host_bounding() -> Result<caps::CapsHashSet> {
+    caps::read(None, caps::CapSet::Bounding).context("cannot read the capability bounding set")
 }
 
 fn to_caps(set: Option<&Capabilities>) -> Result<caps::CapsHashSet> {
