@@ -3,3 +3,4 @@
 //! image's layers as read-only overlay lowerdirs under a private read-write upper.
 
 pub mod digest;
+pub mod snapshot;

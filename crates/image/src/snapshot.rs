@@ -1,0 +1,323 @@
+//! Layers on disk and the overlay snapshots built from them.
+//!
+//! `layers/<chain-id>/diff` holds one unpacked layer (an overlay lowerdir) and `meta.json`
+//! its diff id, parent and size. Each layer also gets a short name, `l/<id>` → its diff dir,
+//! as Docker's overlay2 does, so the lowerdir list of a deep image still fits in the one page
+//! that mount(2) accepts as data. A container's snapshot is `containers/<id>/`: an init
+//! layer (hostname, hosts, resolv.conf), a private upper and work dir, and the mounted
+//! `merged` rootfs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+/// mount(2) copies at most one page of option data.
+const MOUNT_DATA_MAX: usize = 4095;
+
+/// What is known of an unpacked layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerMeta {
+    pub chain_id: Digest,
+    pub diff_id: Digest,
+    pub parent: Option<Digest>,
+    /// Uncompressed size of the layer's tar.
+    pub size: u64,
+    /// The short name under `l/`.
+    pub link: String,
+}
+
+/// The unpacked layers under `<root>/layers`, with their short links under `<root>/l`.
+pub struct LayerStore {
+    root: PathBuf,
+}
+
+impl LayerStore {
+    /// Open (creating) the store and drop staging dirs of unpacks that never finished.
+    pub fn open(root: &Path) -> Result<LayerStore> {
+        for dir in ["layers", "l", "staging"] {
+            fs::create_dir_all(root.join(dir))
+                .with_context(|| format!("cannot create {}", root.join(dir).display()))?;
+        }
+        let store = LayerStore {
+            root: root.to_path_buf(),
+        };
+        store.sweep_staging()?;
+        Ok(store)
+    }
+
+    fn sweep_staging(&self) -> Result<()> {
+        for entry in fs::read_dir(self.root.join("staging"))? {
+            let path = entry?.path();
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn layer_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("layers").join(chain_id.hex())
+    }
+
+    pub fn diff_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.layer_dir(chain_id).join("diff")
+    }
+
+    pub fn has(&self, chain_id: &Digest) -> bool {
+        self.layer_dir(chain_id).join("meta.json").exists()
+    }
+
+    pub fn meta(&self, chain_id: &Digest) -> Result<LayerMeta> {
+        let path = self.layer_dir(chain_id).join("meta.json");
+        let text = fs::read(&path).with_context(|| format!("layer {chain_id} is not unpacked"))?;
+        serde_json::from_slice(&text).with_context(|| format!("corrupt {}", path.display()))
+    }
+
+    /// Unpack a layer: `unpack` fills a staging diff dir and returns the diff id and size it
+    /// found; only then is the layer renamed into place, so a crash or an error never leaves
+    /// a half-unpacked layer where a snapshot could use it.
+    pub fn create(
+        &self,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+        unpack: impl FnOnce(&Path) -> Result<(Digest, u64)>,
+    ) -> Result<LayerMeta> {
+        if self.has(chain_id) {
+            return self.meta(chain_id);
+        }
+        let staging =
+            self.root
+                .join("staging")
+                .join(format!("{}-{}", chain_id.hex(), std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(staging.join("diff"))?;
+        let result = self.fill_staging(&staging, chain_id, parent, unpack);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    fn fill_staging(
+        &self,
+        staging: &Path,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+        unpack: impl FnOnce(&Path) -> Result<(Digest, u64)>,
+    ) -> Result<LayerMeta> {
+        let (diff_id, size) = unpack(&staging.join("diff"))?;
+        let meta = LayerMeta {
+            chain_id: chain_id.clone(),
+            diff_id,
+            parent: parent.cloned(),
+            size,
+            link: short_link_name(chain_id),
+        };
+        fs::write(staging.join("meta.json"), serde_json::to_vec(&meta)?)?;
+        sync_tree(staging)?;
+        let target = self.layer_dir(chain_id);
+        match fs::rename(staging, &target) {
+            Ok(()) => {}
+            // Another unpack of the same layer won the race: its copy is as good as ours.
+            Err(_) if target.join("meta.json").exists() => {
+                let _ = fs::remove_dir_all(staging);
+                return self.meta(chain_id);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot move layer {chain_id} into place"))
+            }
+        }
+        self.make_link(&meta)?;
+        Ok(meta)
+    }
+
+    fn make_link(&self, meta: &LayerMeta) -> Result<()> {
+        let link = self.root.join("l").join(&meta.link);
+        let target = Path::new("../layers")
+            .join(meta.chain_id.hex())
+            .join("diff");
+        match std::os::unix::fs::symlink(&target, &link) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                Err(e).with_context(|| format!("cannot create {}", link.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The short path of a layer's diff dir, for overlay's lowerdir list.
+    pub fn short_path(&self, chain_id: &Digest) -> Result<PathBuf> {
+        Ok(self.root.join("l").join(self.meta(chain_id)?.link))
+    }
+
+    /// Remove a layer and its short link.
+    pub fn remove(&self, chain_id: &Digest) -> Result<()> {
+        if let Ok(meta) = self.meta(chain_id) {
+            let _ = fs::remove_file(self.root.join("l").join(meta.link));
+        }
+        match fs::remove_dir_all(self.layer_dir(chain_id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove layer {chain_id}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every unpacked layer.
+    pub fn list(&self) -> Result<Vec<Digest>> {
+        let mut all = vec![];
+        for entry in fs::read_dir(self.root.join("layers"))? {
+            let name = entry?.file_name();
+            if let Ok(d) = format!("sha256:{}", name.to_string_lossy()).parse::<Digest>() {
+                all.push(d);
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// 26 characters derived from the chain id: short, stable and as unique as the digest's
+/// first 130 bits.
+fn short_link_name(chain_id: &Digest) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let bytes = hex::decode(chain_id.hex()).unwrap_or_default();
+    let mut bits = bytes
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1));
+    (0..26)
+        .map(|_| {
+            let v = (0..5).fold(0u8, |acc, _| (acc << 1) | bits.next().unwrap_or(0));
+            ALPHABET[v as usize] as char
+        })
+        .collect()
+}
+
+/// fsync every file and dir of a freshly unpacked layer before it becomes visible.
+fn sync_tree(dir: &Path) -> Result<()> {
+    // syncfs flushes the whole filesystem in one call, cheaper than a walk of fsyncs.
+    let f = fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    nix::unistd::syncfs(&f).context("syncfs")
+}
+
+/// The files of the init layer: what makes the rootfs this container's.
+#[derive(Debug, Clone, Default)]
+pub struct InitFiles {
+    pub hostname: String,
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+/// A container's mounted rootfs and the dirs under it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub merged: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub init: PathBuf,
+}
+
+impl Snapshot {
+    pub fn at(dir: &Path) -> Snapshot {
+        Snapshot {
+            merged: dir.join("merged"),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            init: dir.join("init"),
+        }
+    }
+
+    /// Make the init layer, upper and work dirs in `dir` and mount the overlay of `chain`
+    /// (the image's chain ids, bottom layer first) at `dir/merged`.
+    pub fn mount(
+        layers: &LayerStore,
+        dir: &Path,
+        chain: &[Digest],
+        init: &InitFiles,
+    ) -> Result<Snapshot> {
+        let snap = Snapshot::at(dir);
+        for d in [&snap.merged, &snap.upper, &snap.work] {
+            fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        write_init_layer(&snap.init, init)?;
+        let mut lowers = vec![snap.init.clone()];
+        for chain_id in chain.iter().rev() {
+            lowers.push(layers.short_path(chain_id)?);
+        }
+        let data = overlay_data(&lowers, &snap.upper, &snap.work)?;
+        mount(
+            Some("overlay"),
+            &snap.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .with_context(|| format!("cannot mount the overlay at {}", snap.merged.display()))?;
+        Ok(snap)
+    }
+
+    /// Unmount the rootfs (a snapshot that is not mounted is fine) and remove the dirs.
+    pub fn remove(dir: &Path) -> Result<()> {
+        let snap = Snapshot::at(dir);
+        match umount2(&snap.merged, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot unmount {}", snap.merged.display()))
+            }
+        }
+        for d in [&snap.merged, &snap.upper, &snap.work, &snap.init] {
+            match fs::remove_dir_all(d) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", d.display()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn overlay_data(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<String> {
+    let mut lowerdir = String::new();
+    for (i, l) in lowers.iter().enumerate() {
+        let text = l.to_str().context("layer path is not UTF-8")?;
+        if text.contains([',', ':']) {
+            bail!("layer path {text:?} holds a character overlay options cannot carry");
+        }
+        if i > 0 {
+            lowerdir.push(':');
+        }
+        lowerdir.push_str(text);
+    }
+    let data = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={},index=off",
+        upper.display(),
+        work.display()
+    );
+    if data.len() > MOUNT_DATA_MAX {
+        bail!(
+            "the image has too many layers ({}) for one overlay mount",
+            lowers.len() - 1
+        );
+    }
+    Ok(data)
+}
+
+/// The init layer: /etc/hostname, /etc/hosts and /etc/resolv.conf of this container, and
+/// the mount points every container needs, above the image's layers.
+fn write_init_layer(dir: &Path, init: &InitFiles) -> Result<()> {
+    for sub in ["etc", "dev", "proc", "sys"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    for (name, text) in [
+        ("etc/hostname", format!("{}\n", init.hostname)),
+        ("etc/hosts", init.hosts.clone()),
+        ("etc/resolv.conf", init.resolv_conf.clone()),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Layers unpacked into the layer store and mounted as a container's overlay snapshot.
+
+use std::fs;
+use std::path::Path;
+
+use berth_image::digest::Digest;
+use berth_image::snapshot::{InitFiles, LayerStore, Snapshot};
+
+/// A layer made by writing files directly (the tar apply has its own tests).
+fn layer(
+    store: &LayerStore,
+    name: &str,
+    parent: Option<&Digest>,
+    files: &[(&str, &str)],
+) -> Digest {
+    let chain_id = Digest::of(name.as_bytes());
+    store
+        .create(&chain_id, parent, |diff: &Path| {
+            for (path, text) in files {
+                let path = diff.join(path);
+                fs::create_dir_all(path.parent().unwrap())?;
+                fs::write(path, text)?;
+            }
+            Ok((Digest::of(name.as_bytes()), 0))
+        })
+        .unwrap();
+    chain_id
+}
+
+#[test]
+fn snapshot_stacks_layers_under_init_and_a_private_upper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LayerStore::open(tmp.path()).unwrap();
+    let bottom = layer(
+        &store,
+        "bottom",
+        None,
+        &[("etc/os", "bottom\n"), ("bin/a", "a")],
+    );
+    let top = layer(&store, "top", Some(&bottom), &[("etc/os", "top\n")]);
+    assert!(store.has(&top) && store.meta(&top).unwrap().parent == Some(bottom.clone()));
+
+    let dir = tmp.path().join("containers/c1");
+    let init = InitFiles {
+        hostname: "c1host".into(),
+        hosts: "127.0.0.1 localhost\n".into(),
+        resolv_conf: "nameserver 192.0.2.1\n".into(),
+    };
+    let snap = Snapshot::mount(&store, &dir, &[bottom.clone(), top.clone()], &init).unwrap();
+    let guard = Unmount(&dir);
+    let read = |p: &str| fs::read_to_string(snap.merged.join(p)).unwrap();
+    assert_eq!(read("etc/os"), "top\n", "the upper layer wins");
+    assert_eq!(read("bin/a"), "a");
+    assert_eq!(read("etc/hostname"), "c1host\n");
+    assert_eq!(read("etc/resolv.conf"), "nameserver 192.0.2.1\n");
+
+    fs::write(snap.merged.join("hello"), "hi").unwrap();
+    fs::remove_file(snap.merged.join("bin/a")).unwrap();
+    assert_eq!(fs::read_to_string(snap.upper.join("hello")).unwrap(), "hi");
+    assert!(
+        store.diff_dir(&bottom).join("bin/a").exists(),
+        "layers stay read-only"
+    );
+    drop(guard);
+    assert!(!dir.join("merged").exists() && !dir.join("upper").exists());
+}
+
+#[test]
+fn a_failed_unpack_leaves_no_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LayerStore::open(tmp.path()).unwrap();
+    let chain_id = Digest::of(b"broken");
+    let err = store
+        .create(&chain_id, None, |diff: &Path| {
+            fs::write(diff.join("half"), "x")?;
+            anyhow::bail!("truncated tar")
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("truncated tar"));
+    assert!(!store.has(&chain_id));
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(tmp.path().join("staging")).unwrap().count(), 0);
+}
+
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        Snapshot::remove(self.0).unwrap();
+    }
+}
