@@ -2,5 +2,8 @@
 //! layers, each a tar diff, kept in a content-addressed store; a container's rootfs is the
 //! image's layers as read-only overlay lowerdirs under a private read-write upper.
 
+pub mod content;
 pub mod digest;
+pub mod reference;
 pub mod snapshot;
+pub mod store;
