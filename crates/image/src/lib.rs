@@ -2,8 +2,11 @@
 //! layers, each a tar diff, kept in a content-addressed store; a container's rootfs is the
 //! image's layers as read-only overlay lowerdirs under a private read-write upper.
 
+pub mod config;
 pub mod content;
 pub mod digest;
+pub mod manifest;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
