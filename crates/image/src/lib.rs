@@ -5,6 +5,8 @@
 pub mod config;
 pub mod content;
 pub mod digest;
+pub mod images;
+pub mod layer;
 pub mod manifest;
 pub mod reference;
 pub mod registry;

@@ -7,6 +7,7 @@
 //! types don't model are kept in `extra` maps, so documents berth writes itself (an OCI
 //! layout's `index.json` it adds to, say) keep what other tools put there.
 
+use crate::layer::Compression;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -322,27 +323,18 @@ impl FromStr for Platform {
     }
 }
 
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// From a layer's media type; types that aren't layers are an error.
-    pub fn from_media_type(media_type: &str) -> Result<Compression, FormatError> {
-        use media_type::*;
-        match media_type {
-            DOCKER_LAYER | OCI_LAYER | OCI_NONDISTRIBUTABLE_LAYER => Ok(Compression::None),
-            DOCKER_LAYER_GZIP
-            | DOCKER_FOREIGN_LAYER_GZIP
-            | OCI_LAYER_GZIP
-            | OCI_NONDISTRIBUTABLE_LAYER_GZIP => Ok(Compression::Gzip),
-            OCI_LAYER_ZSTD | OCI_NONDISTRIBUTABLE_LAYER_ZSTD => Ok(Compression::Zstd),
-            other => Err(FormatError::UnknownLayerType(other.to_string())),
-        }
+/// How a layer blob is compressed, from its media type; types that aren't layers are an
+/// error. (Unpacking itself goes by the blob's magic bytes.)
+pub fn layer_compression(media_type: &str) -> Result<Compression, FormatError> {
+    use media_type::*;
+    match media_type {
+        DOCKER_LAYER | OCI_LAYER | OCI_NONDISTRIBUTABLE_LAYER => Ok(Compression::None),
+        DOCKER_LAYER_GZIP
+        | DOCKER_FOREIGN_LAYER_GZIP
+        | OCI_LAYER_GZIP
+        | OCI_NONDISTRIBUTABLE_LAYER_GZIP => Ok(Compression::Gzip),
+        OCI_LAYER_ZSTD | OCI_NONDISTRIBUTABLE_LAYER_ZSTD => Ok(Compression::Zstd),
+        other => Err(FormatError::UnknownLayerType(other.to_string())),
     }
 }
 
@@ -723,7 +715,7 @@ mod tests {
         assert_eq!(m.config.size, 1457);
         assert_eq!(m.layers.len(), 1);
         assert_eq!(
-            Compression::from_media_type(&m.layers[0].media_type).unwrap(),
+            layer_compression(&m.layers[0].media_type).unwrap(),
             Compression::Gzip
         );
     }
@@ -919,9 +911,9 @@ mod tests {
             (OCI_NONDISTRIBUTABLE_LAYER_GZIP, Compression::Gzip),
             (OCI_NONDISTRIBUTABLE_LAYER_ZSTD, Compression::Zstd),
         ] {
-            assert_eq!(Compression::from_media_type(t).unwrap(), c, "{t}");
+            assert_eq!(layer_compression(t).unwrap(), c, "{t}");
         }
-        let e = Compression::from_media_type(OCI_CONFIG).unwrap_err();
+        let e = layer_compression(OCI_CONFIG).unwrap_err();
         assert!(e.to_string().contains(OCI_CONFIG), "{e}");
         assert!(is_non_distributable(DOCKER_FOREIGN_LAYER_GZIP));
         assert!(is_non_distributable(OCI_NONDISTRIBUTABLE_LAYER_ZSTD));

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use std::{fs, thread};
 
 use berth_image::digest::Digest;
+use berth_image::manifest::media_type::OCI_MANIFEST;
 use berth_image::registry::{
-    ClientOptions, Credentials, RegistryClient, RegistryError, Repository, MEDIA_TYPE_OCI_MANIFEST,
+    ClientOptions, Credentials, RegistryClient, RegistryError, Repository,
 };
 use common::{
     busybox_oci_layout, layout_blob, layout_manifest, push_with_skopeo, skopeo, Registry,
@@ -87,7 +88,7 @@ fn tiny_image(seed: &str) -> TinyImage {
     }))
     .unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": Digest::of(&config).to_string(), "size": config.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
@@ -110,7 +111,7 @@ fn push_tiny(client: &RegistryClient, repo: &Repository, image: &TinyImage) -> D
             .unwrap();
     }
     client
-        .push_manifest(repo, "v1", MEDIA_TYPE_OCI_MANIFEST, &image.manifest)
+        .push_manifest(repo, "v1", OCI_MANIFEST, &image.manifest)
         .unwrap()
 }
 
@@ -479,7 +480,7 @@ fn manifest_pushed_by_skopeo_reads_back_with_its_digest() {
         got.digest.to_string(),
         skopeo_digest(&registry, "busybox:latest")
     );
-    assert_eq!(got.media_type, MEDIA_TYPE_OCI_MANIFEST);
+    assert_eq!(got.media_type, OCI_MANIFEST);
     let (layout_digest, layout_bytes) = layout_manifest(&busybox_oci_layout());
     assert_eq!(got.digest.to_string(), layout_digest);
     assert_eq!(got.bytes, layout_bytes);
@@ -489,7 +490,7 @@ fn manifest_pushed_by_skopeo_reads_back_with_its_digest() {
     let head = client.head_manifest(&repo, "latest", &[]).unwrap();
     assert_eq!(head.digest, Some(got.digest));
     assert_eq!(head.size, Some(got.bytes.len() as u64));
-    assert_eq!(head.media_type, MEDIA_TYPE_OCI_MANIFEST);
+    assert_eq!(head.media_type, OCI_MANIFEST);
 }
 
 #[test]
@@ -606,7 +607,7 @@ fn pushed_image_is_read_back_by_skopeo_and_not_uploaded_twice() {
         );
     }
     let pushed = client
-        .push_manifest(&repo, "v1", MEDIA_TYPE_OCI_MANIFEST, &manifest)
+        .push_manifest(&repo, "v1", OCI_MANIFEST, &manifest)
         .unwrap();
     assert_eq!(pushed.to_string(), digest);
 
@@ -641,7 +642,7 @@ fn pushing_content_that_does_not_match_its_digest_fails() {
     let manifest = tiny_image("bad").manifest;
     let wrong_ref = claimed.to_string();
     let err = client
-        .push_manifest(&repo, &wrong_ref, MEDIA_TYPE_OCI_MANIFEST, &manifest)
+        .push_manifest(&repo, &wrong_ref, OCI_MANIFEST, &manifest)
         .unwrap_err();
     assert_mismatch(err, &claimed, &Digest::of(&manifest));
 }

@@ -8,7 +8,8 @@ use std::net::TcpStream;
 use std::path::Path;
 
 use berth_image::digest::Digest;
-use berth_image::manifest::{media_type, parse_any, Compression, Manifest, Parsed};
+use berth_image::layer::Compression;
+use berth_image::manifest::{layer_compression, media_type, parse_any, Manifest, Parsed};
 use common::{
     busybox_oci_layout, busybox_two_layer_oci_layout, layout_blob, layout_manifest,
     push_with_skopeo, read, skopeo, Registry, WHITED_OUT_FILE,
@@ -81,7 +82,7 @@ fn skopeo_push_is_served_as_built() {
     let served = served_manifest(&registry, "busybox:latest", &digest);
     assert_eq!(served.layers.len(), 1);
     assert_eq!(served.config.digest.to_string(), config_digest(&manifest));
-    let compression = Compression::from_media_type(&served.layers[0].media_type).unwrap();
+    let compression = layer_compression(&served.layers[0].media_type).unwrap();
     assert_eq!(compression, Compression::Gzip);
 
     let port = registry.port();

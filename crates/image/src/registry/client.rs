@@ -10,8 +10,9 @@ use ureq::{Agent, Body, SendBody};
 use super::auth::AuthCache;
 use super::endpoint::{api_base, Reference, Repository};
 use super::exchange::{check, header_str, read_limited, Call, Subject};
-use super::{BlobReader, Credentials, RegistryError, MANIFEST_MEDIA_TYPES};
+use super::{BlobReader, Credentials, RegistryError};
 use crate::digest::{Digest, DigestReader};
+use crate::manifest::media_type::ACCEPTED_MANIFESTS;
 
 /// Manifests larger than this are refused (the distribution registry's own limit).
 const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
@@ -129,7 +130,7 @@ impl RegistryClient {
         let path = format!("manifests/{reference}");
         let mut call = self.call(repo, Action::Pull, method, &path, subject)?;
         let accept = if accept.is_empty() {
-            MANIFEST_MEDIA_TYPES
+            &ACCEPTED_MANIFESTS
         } else {
             accept
         };

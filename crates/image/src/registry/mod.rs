@@ -18,17 +18,3 @@ pub use blob::BlobReader;
 pub use client::{ClientOptions, ManifestHead, ManifestResponse, RegistryClient};
 pub use endpoint::Repository;
 pub use error::RegistryError;
-
-pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-/// The manifest kinds this client asks for when the caller names none.
-pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    MEDIA_TYPE_DOCKER_MANIFEST,
-    MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-    MEDIA_TYPE_OCI_MANIFEST,
-    MEDIA_TYPE_OCI_INDEX,
-];
