@@ -34,34 +34,54 @@ fn tree_diff(a: &Path, b: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn config_digest(layout: &Path) -> Digest {
+/// A digest in the layout's manifest, by JSON pointer (`/config/digest`).
+fn manifest_digest_at(layout: &Path, pointer: &str) -> Digest {
     let (_, manifest) = layout_manifest(layout);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    manifest["config"]["digest"]
-        .as_str()
+    manifest
+        .pointer(pointer)
+        .and_then(|d| d.as_str())
         .unwrap()
         .parse()
         .unwrap()
 }
 
+/// A registry holding `layout` as `name_tag`, and a fresh store in a temp dir.
+struct Fixture {
+    registry: Registry,
+    tmp: tempfile::TempDir,
+    store: ImageStore,
+}
+
+impl Fixture {
+    fn new(layout: &Path, name_tag: &str) -> Fixture {
+        let registry = Registry::start();
+        push_with_skopeo(layout, &registry, name_tag);
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(tmp.path()).unwrap();
+        Fixture {
+            registry,
+            tmp,
+            store,
+        }
+    }
+
+    fn pull(&self, name_tag: &str, progress: &(dyn Fn(Progress) + Sync)) -> anyhow::Result<Digest> {
+        let reference = reference(&self.registry, name_tag);
+        self.store
+            .pull(&client(), &reference, &Platform::host(), progress)
+    }
+}
+
 #[test]
 fn pull_unpacks_exactly_what_skopeo_pushed() {
-    let registry = Registry::start();
     let layout = busybox_oci_layout();
-    push_with_skopeo(&layout, &registry, "busybox:latest");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(tmp.path()).unwrap();
+    let f = Fixture::new(&layout, "busybox:latest");
+    let (registry, store) = (&f.registry, &f.store);
     let phases = std::sync::Mutex::new(vec![]);
     let record = |p: Progress| phases.lock().unwrap().push(p.phase);
-    let image = store
-        .pull(
-            &client(),
-            &reference(&registry, "busybox:latest"),
-            &Platform::host(),
-            &record,
-        )
-        .unwrap();
-    assert_eq!(image, config_digest(&layout));
+    let image = f.pull("busybox:latest", &record).unwrap();
+    assert_eq!(image, manifest_digest_at(&layout, "/config/digest"));
     assert!(phases.lock().unwrap().contains(&Phase::Done));
 
     let layers = store.layers.list().unwrap();
@@ -79,31 +99,15 @@ fn pull_unpacks_exactly_what_skopeo_pushed() {
     // A second pull finds everything there.
     let again = std::sync::Mutex::new(vec![]);
     let record = |p: Progress| again.lock().unwrap().push(p.phase);
-    store
-        .pull(
-            &client(),
-            &reference(&registry, "busybox:latest"),
-            &Platform::host(),
-            &record,
-        )
-        .unwrap();
+    f.pull("busybox:latest", &record).unwrap();
     assert!(again.lock().unwrap().contains(&Phase::Exists));
 }
 
 #[test]
 fn two_layers_with_a_whiteout_mount_as_one_rootfs() {
-    let registry = Registry::start();
-    push_with_skopeo(&busybox_two_layer_oci_layout(), &registry, "two:latest");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(tmp.path()).unwrap();
-    let image = store
-        .pull(
-            &client(),
-            &reference(&registry, "two:latest"),
-            &Platform::host(),
-            &no_progress,
-        )
-        .unwrap();
+    let f = Fixture::new(&busybox_two_layer_oci_layout(), "two:latest");
+    let (tmp, store) = (&f.tmp, &f.store);
+    let image = f.pull("two:latest", &no_progress).unwrap();
     let config = store.content.read(&image).unwrap();
     let config = berth_image::config::ImageConfig::parse(&config).unwrap();
     let chain = berth_image::config::chain_ids(&config.rootfs.diff_ids);
@@ -121,19 +125,9 @@ fn two_layers_with_a_whiteout_mount_as_one_rootfs() {
 
 #[test]
 fn push_is_read_back_by_skopeo_with_the_same_digests() {
-    let registry = Registry::start();
-    let layout = busybox_oci_layout();
-    push_with_skopeo(&layout, &registry, "busybox:latest");
-    let tmp = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(tmp.path()).unwrap();
-    let image = store
-        .pull(
-            &client(),
-            &reference(&registry, "busybox:latest"),
-            &Platform::host(),
-            &no_progress,
-        )
-        .unwrap();
+    let f = Fixture::new(&busybox_oci_layout(), "busybox:latest");
+    let (registry, store) = (&f.registry, &f.store);
+    let image = f.pull("busybox:latest", &no_progress).unwrap();
     let copy = reference(&registry, "berth/copy:v1");
     let record = store.index.image(&image).unwrap().unwrap();
     store.index.tag(&copy, &image, &record.manifest).unwrap();
@@ -150,18 +144,12 @@ fn push_is_read_back_by_skopeo_with_the_same_digests() {
 
 #[test]
 fn a_corrupted_layer_fails_the_pull_and_leaves_nothing() {
-    let registry = Registry::start();
     let layout = busybox_oci_layout();
-    push_with_skopeo(&layout, &registry, "busybox:latest");
-    let (_, manifest) = layout_manifest(&layout);
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    let layer: Digest = manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let f = Fixture::new(&layout, "busybox:latest");
+    let layer = manifest_digest_at(&layout, "/layers/0/digest");
     let hex = layer.hex();
-    let data = registry
+    let data = f
+        .registry
         .dir()
         .join("storage/docker/registry/v2/blobs/sha256")
         .join(&hex[..2])
@@ -169,26 +157,12 @@ fn a_corrupted_layer_fails_the_pull_and_leaves_nothing() {
         .join("data");
     // Another valid gzip tar in its place: only the digest can tell.
     let other_layout = busybox_two_layer_oci_layout();
-    let (_, other) = layout_manifest(&other_layout);
-    let other: serde_json::Value = serde_json::from_slice(&other).unwrap();
-    let other_layer = other["layers"][1]["digest"].as_str().unwrap();
-    std::fs::copy(layout_blob(&other_layout, other_layer), &data).unwrap();
+    let other_layer = manifest_digest_at(&other_layout, "/layers/1/digest");
+    std::fs::copy(layout_blob(&other_layout, &other_layer.to_string()), &data).unwrap();
 
-    let tmp = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(tmp.path()).unwrap();
-    let err = store
-        .pull(
-            &client(),
-            &reference(&registry, "busybox:latest"),
-            &Platform::host(),
-            &no_progress,
-        )
-        .unwrap_err();
-    let text = format!("{err:#}");
-    assert!(
-        text.contains("digest") || text.contains("crc") || text.contains("checksum"),
-        "{text}"
-    );
+    let text = format!("{:#}", f.pull("busybox:latest", &no_progress).unwrap_err());
+    assert!(text.contains("digest mismatch"), "{text}");
+    let store = &f.store;
     assert!(
         store.layers.list().unwrap().is_empty(),
         "no layer from a bad blob"
