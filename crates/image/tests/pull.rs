@@ -128,7 +128,7 @@ fn push_is_read_back_by_skopeo_with_the_same_digests() {
     let f = Fixture::new(&busybox_oci_layout(), "busybox:latest");
     let (registry, store) = (&f.registry, &f.store);
     let image = f.pull("busybox:latest", &no_progress).unwrap();
-    let copy = reference(&registry, "berth/copy:v1");
+    let copy = reference(registry, "berth/copy:v1");
     let record = store.index.image(&image).unwrap().unwrap();
     store.index.tag(&copy, &image, &record.manifest).unwrap();
     let pushed = store.push(&client(), &copy, &no_progress).unwrap();
