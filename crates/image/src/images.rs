@@ -1,8 +1,8 @@
 //! The image store as one thing: blobs, unpacked layers and the index of names, and the two
-//! ways images travel — pull from and push to a registry.
+//! ways images travel — pull from and push to a registry (archives: [`crate::archive`]).
 
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use crate::config::{chain_ids, ImageConfig};
 use crate::content::ContentStore;
 use crate::digest::Digest;
-use crate::layer::apply_layer;
-use crate::manifest::{parse_any, Descriptor, Manifest, Parsed, Platform};
+use crate::layer::{apply_layer, hash_layer, AppliedLayer};
+use crate::manifest::{parse_any, Descriptor, Document, Manifest, Parsed, Platform};
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError, Repository};
 use crate::snapshot::LayerStore;
@@ -23,6 +23,7 @@ const PARALLEL_LAYERS: usize = 3;
 /// `<root>/content` (blobs), `<root>/layers` and `<root>/l` (unpacked layers),
 /// `<root>/refs.json` (names).
 pub struct ImageStore {
+    pub(crate) root: PathBuf,
     pub content: ContentStore,
     pub layers: LayerStore,
     pub index: ImageIndex,
@@ -48,12 +49,19 @@ pub struct Progress {
 }
 
 impl ImageStore {
+    /// Open (creating) the store. Staging dirs of unpacks that never finished are swept,
+    /// but only while no pull, load or build holds the writers' lock: theirs are in use.
     pub fn open(root: &Path) -> Result<ImageStore> {
-        Ok(ImageStore {
+        let store = ImageStore {
+            root: root.to_path_buf(),
             content: ContentStore::open(&root.join("content"))?,
             layers: LayerStore::open(root)?,
             index: ImageIndex::open(root)?,
-        })
+        };
+        if let Some(_alone) = store.try_collector_lock()? {
+            store.layers.sweep_staging()?;
+        }
+        Ok(store)
     }
 
     /// Pull `reference` for `platform`: manifest (through an index if the registry has one),
@@ -66,25 +74,15 @@ impl ImageStore {
         platform: &Platform,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Digest> {
+        // Held until the index records the image: collection must not take what we add.
+        let _writing = self.writer_lock()?;
         let repo = repository(reference)?;
         let (manifest_doc, index_digest) =
             self.fetch_manifest(client, &repo, reference, platform)?;
         let manifest = manifest_doc.value();
         let config_bytes = self.fetch_blob(client, &repo, &manifest.config)?;
         let config = ImageConfig::parse(&config_bytes)?;
-        config.validate(manifest)?;
-        let chain = chain_ids(&config.rootfs.diff_ids);
-        let jobs: Vec<LayerJob> = manifest
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, desc)| LayerJob {
-                desc,
-                diff_id: &config.rootfs.diff_ids[i],
-                chain_id: &chain[i],
-                parent: i.checked_sub(1).map(|p| &chain[p]),
-            })
-            .collect();
+        let jobs = layer_jobs(manifest, &config)?;
         for job in &jobs {
             progress(job.progress(Phase::Waiting, 0));
         }
@@ -107,34 +105,22 @@ impl ImageStore {
         repo: &Repository,
         reference: &Reference,
         platform: &Platform,
-    ) -> Result<(Box<crate::manifest::Document<Manifest>>, Option<Digest>)> {
+    ) -> Result<(Box<Document<Manifest>>, Option<Digest>)> {
         let wanted = reference
             .digest
             .as_ref()
             .map(ToString::to_string)
             .or_else(|| reference.tag.clone())
             .unwrap_or_else(|| "latest".to_string());
-        let resp = client.get_manifest(repo, &wanted, &[])?;
-        match parse_any(Some(&resp.media_type), resp.bytes)? {
-            Parsed::Manifest(doc) => {
-                self.content.put_bytes(doc.bytes())?;
-                Ok((doc, None))
-            }
-            Parsed::Index(index) => {
-                self.content.put_bytes(index.bytes())?;
-                let chosen = index.value().select(platform)?;
-                let resp = client.get_manifest(repo, &chosen.digest.to_string(), &[])?;
-                match parse_any(Some(&resp.media_type), resp.bytes)? {
-                    Parsed::Manifest(doc) => {
-                        self.content.put_bytes(doc.bytes())?;
-                        Ok((doc, Some(index.digest().clone())))
-                    }
-                    Parsed::Index(_) => {
-                        bail!("the index {} points at another index", index.digest())
-                    }
-                }
-            }
-        }
+        let get = |wanted: &str| -> Result<Parsed> {
+            let resp = client.get_manifest(repo, wanted, &[])?;
+            let doc = parse_any(Some(&resp.media_type), resp.bytes)?;
+            self.content.put_bytes(doc.bytes())?;
+            Ok(doc)
+        };
+        choose_manifest(get(&wanted)?, platform, |chosen| {
+            get(&chosen.digest.to_string())
+        })
     }
 
     /// A small blob (the config), from the store or the registry.
@@ -160,38 +146,55 @@ impl ImageStore {
         job: &LayerJob,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<()> {
-        if self.layers.has(job.chain_id) && self.content.has(&job.desc.digest) {
+        if self.layers.has(&job.chain_id) && self.content.has(&job.desc.digest) {
             progress(job.progress(Phase::Exists, job.desc.size));
             return Ok(());
         }
         let blob = client.get_blob(repo, &job.desc.digest)?;
         let mut writer = self.content.writer()?;
-        let mut tee = Tee {
-            inner: blob,
-            copy: &mut writer,
-            done: 0,
-            report: |done| progress(job.progress(Phase::Downloading, done)),
-        };
-        self.layers
-            .create(job.chain_id, job.parent, |diff| {
-                let applied = apply_layer(&mut tee, diff)?;
-                // The tar may end before the compressed stream does: read on to the end,
-                // where the blob's digest is checked.
-                io::copy(&mut tee, &mut io::sink())?;
-                if &applied.diff_id != job.diff_id {
-                    bail!(
-                        "layer {} unpacks to {} but the image config says {}",
-                        job.desc.digest,
-                        applied.diff_id,
-                        job.diff_id
-                    );
-                }
-                Ok((applied.diff_id, applied.size))
-            })
+        let tee = Tee::new(blob, &mut writer, |done| {
+            progress(job.progress(Phase::Downloading, done))
+        });
+        self.unpack_layer(job, tee)
             .map_err(|e| registry_error(e, &job.desc.digest))?;
         writer.commit(Some(&job.desc.digest))?;
         progress(job.progress(Phase::Done, job.desc.size));
         Ok(())
+    }
+
+    /// Unpack one layer of an image from `blob` (its bytes as stored: compressed or not) into
+    /// the layer store, checking that it is the layer the image config names. The blob is
+    /// read to its end: if the layer is unpacked already, it is only hashed.
+    pub(crate) fn unpack_layer(&self, job: &LayerJob, blob: impl Read) -> Result<()> {
+        let mut blob = blob;
+        let mut unpacked = false;
+        self.layers
+            .create(&job.chain_id, job.parent.as_ref(), |diff| {
+                unpacked = true;
+                let applied = apply_layer(&mut blob, diff)?;
+                job.check(&applied)?;
+                Ok((applied.diff_id, applied.size))
+            })
+            .with_context(|| format!("cannot unpack layer {}", job.desc.digest))?;
+        if !unpacked {
+            let applied = hash_layer(&mut blob)
+                .with_context(|| format!("cannot read layer {}", job.desc.digest))?;
+            job.check(&applied)?;
+        }
+        Ok(())
+    }
+
+    /// The manifest an image was pulled, loaded or built with.
+    pub(crate) fn stored_manifest(&self, image_id: &Digest) -> Result<Box<Document<Manifest>>> {
+        let record = self
+            .index
+            .image(image_id)?
+            .with_context(|| format!("image {image_id} has no manifest"))?;
+        let bytes = self.content.read(&record.manifest)?;
+        match parse_any(None, bytes)? {
+            Parsed::Manifest(doc) => Ok(doc),
+            Parsed::Index(_) => bail!("{} is not an image manifest", record.manifest),
+        }
     }
 
     /// Push the image named `reference` (a local name) to its registry: every blob the
@@ -204,20 +207,13 @@ impl ImageStore {
     ) -> Result<Digest> {
         let repo = repository(reference)?;
         let image_id = self.index.resolve(&reference.to_string())?;
-        let record = self
-            .index
-            .image(&image_id)?
-            .with_context(|| format!("image {image_id} has no manifest"))?;
-        let bytes = self.content.read(&record.manifest)?;
-        let Parsed::Manifest(doc) = parse_any(None, bytes.clone())? else {
-            bail!("{} is not an image manifest", record.manifest);
-        };
+        let doc = self.stored_manifest(&image_id)?;
         let blobs: Vec<&Descriptor> = std::iter::once(&doc.value().config)
             .chain(&doc.value().layers)
             .collect();
         run_parallel(&blobs, |desc| self.push_blob(client, &repo, desc, progress))?;
         let tag = reference.tag.as_deref().unwrap_or("latest");
-        Ok(client.push_manifest(&repo, tag, doc.media_type(), &bytes)?)
+        Ok(client.push_manifest(&repo, tag, doc.media_type(), doc.bytes())?)
     }
 
     fn push_blob(
@@ -249,6 +245,22 @@ impl ImageStore {
     }
 }
 
+/// The image manifest `first` is, or else (`first` being an index) the one it lists for
+/// `platform`, which `fetch` gets; with the digest of the index it was chosen from.
+pub(crate) fn choose_manifest(
+    first: Parsed,
+    platform: &Platform,
+    fetch: impl FnOnce(&Descriptor) -> Result<Parsed>,
+) -> Result<(Box<Document<Manifest>>, Option<Digest>)> {
+    match first {
+        Parsed::Manifest(doc) => Ok((doc, None)),
+        Parsed::Index(index) => match fetch(index.value().select(platform)?)? {
+            Parsed::Manifest(doc) => Ok((doc, Some(index.digest().clone()))),
+            Parsed::Index(_) => bail!("the index {} points at another index", index.digest()),
+        },
+    }
+}
+
 /// The registry repository of a reference: `docker.io/library/busybox` → docker.io,
 /// `library/busybox`.
 fn repository(reference: &Reference) -> Result<Repository> {
@@ -268,14 +280,51 @@ fn registry_error(e: anyhow::Error, digest: &Digest) -> anyhow::Error {
     }
 }
 
-struct LayerJob<'a> {
-    desc: &'a Descriptor,
-    diff_id: &'a Digest,
-    chain_id: &'a Digest,
-    parent: Option<&'a Digest>,
+/// One layer of an image: its blob, the diff id the config promises for it, and where it
+/// goes in the layer store.
+pub(crate) struct LayerJob<'a> {
+    pub(crate) desc: &'a Descriptor,
+    pub(crate) diff_id: Digest,
+    pub(crate) chain_id: Digest,
+    pub(crate) parent: Option<Digest>,
+}
+
+/// The layers of `manifest`, bottom first, after checking that `config` fits it.
+pub(crate) fn layer_jobs<'a>(
+    manifest: &'a Manifest,
+    config: &ImageConfig,
+) -> Result<Vec<LayerJob<'a>>> {
+    config.validate(manifest)?;
+    let diff_ids = &config.rootfs.diff_ids;
+    let chain = chain_ids(diff_ids);
+    Ok(manifest
+        .layers
+        .iter()
+        .zip(diff_ids.iter().zip(&chain))
+        .enumerate()
+        .map(|(i, (desc, (diff_id, chain_id)))| LayerJob {
+            desc,
+            diff_id: diff_id.clone(),
+            chain_id: chain_id.clone(),
+            parent: i.checked_sub(1).map(|p| chain[p].clone()),
+        })
+        .collect())
 }
 
 impl LayerJob<'_> {
+    /// The layer must be the one the image config names.
+    fn check(&self, found: &AppliedLayer) -> Result<()> {
+        if found.diff_id != self.diff_id {
+            bail!(
+                "layer {} unpacks to {} but the image config says {}",
+                self.desc.digest,
+                found.diff_id,
+                self.diff_id
+            );
+        }
+        Ok(())
+    }
+
     fn progress(&self, phase: Phase, current: u64) -> Progress {
         Progress {
             blob: self.desc.digest.clone(),
@@ -287,7 +336,10 @@ impl LayerJob<'_> {
 }
 
 /// Run `work` over `items` on up to PARALLEL_LAYERS threads; the first error wins.
-fn run_parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+pub(crate) fn run_parallel<T: Sync>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..PARALLEL_LAYERS.min(items.len()))
@@ -312,11 +364,22 @@ fn run_parallel<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) ->
 }
 
 /// Copies what is read into `copy` (the blob's file in the store) and reports the count.
-struct Tee<'a, R, F> {
+pub(crate) struct Tee<'a, R, F> {
     inner: R,
     copy: &'a mut crate::content::Writer,
     done: u64,
     report: F,
+}
+
+impl<'a, R, F> Tee<'a, R, F> {
+    pub(crate) fn new(inner: R, copy: &'a mut crate::content::Writer, report: F) -> Self {
+        Tee {
+            inner,
+            copy,
+            done: 0,
+            report,
+        }
+    }
 }
 
 impl<R: Read, F: Fn(u64)> Read for Tee<'_, R, F> {

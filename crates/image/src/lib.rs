@@ -2,9 +2,11 @@
 //! layers, each a tar diff, kept in a content-addressed store; a container's rootfs is the
 //! image's layers as read-only overlay lowerdirs under a private read-write upper.
 
+pub mod archive;
 pub mod config;
 pub mod content;
 pub mod digest;
+pub mod gc;
 pub mod images;
 pub mod layer;
 pub mod manifest;

@@ -37,20 +37,20 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// Open (creating) the store and drop staging dirs of unpacks that never finished.
+    /// Open (creating) the store. Leftover staging dirs are swept by the caller, who knows
+    /// whether an unpack may be running (`sweep_staging`).
     pub fn open(root: &Path) -> Result<LayerStore> {
         for dir in ["layers", "l", "staging"] {
             fs::create_dir_all(root.join(dir))
                 .with_context(|| format!("cannot create {}", root.join(dir).display()))?;
         }
-        let store = LayerStore {
+        Ok(LayerStore {
             root: root.to_path_buf(),
-        };
-        store.sweep_staging()?;
-        Ok(store)
+        })
     }
 
-    fn sweep_staging(&self) -> Result<()> {
+    /// Remove the staging dirs of unpacks that never finished; only when none is running.
+    pub fn sweep_staging(&self) -> Result<()> {
         for entry in fs::read_dir(self.root.join("staging"))? {
             let path = entry?.path();
             fs::remove_dir_all(&path)

@@ -39,23 +39,10 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<AppliedLayer> {
     let root = sys::open_path(&target_c, libc::O_RDONLY | libc::O_DIRECTORY)
         .map_err(|e| io_err("open", target, e))?;
 
-    let mut magic = [0u8; 4];
-    let n = read_prefix(&mut input, &mut magic).map_err(LayerError::Stream)?;
-    let head = io::Cursor::new(magic).take(n as u64);
-    let stream = head.chain(&mut input);
-    let decompressed: Box<dyn Read + '_> = match Compression::detect(&magic[..n]) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(stream).map_err(LayerError::Stream)?)
-        }
-        Compression::None => Box::new(BufReader::with_capacity(INPUT_BUF, stream)),
-    };
-
-    let budget = Rc::new(Cell::new(UNLIMITED));
-    let mut archive = tar::Archive::new(Budgeted {
-        inner: DigestReader::new(decompressed),
-        budget: budget.clone(),
-    });
+    let (_, decompressed) = decompress(&mut input).map_err(LayerError::Stream)?;
+    let budgeted = Budgeted::new(DigestReader::new(decompressed));
+    let budget = budgeted.budget();
+    let mut archive = tar::Archive::new(budgeted);
     let mut applier = Applier {
         root,
         cache: None,
@@ -65,13 +52,7 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<AppliedLayer> {
     };
     {
         let mut entries = archive.entries().map_err(LayerError::Stream)?;
-        loop {
-            // Everything the tar crate reads to produce the next entry (the previous entry's
-            // padding, header blocks, GNU long names, PAX records) is metadata it buffers.
-            budget.set(MAX_ENTRY_METADATA);
-            let next = entries.next();
-            budget.set(UNLIMITED);
-            let Some(entry) = next else { break };
+        while let Some(entry) = next_entry(&mut entries, &budget) {
             let mut entry = entry.map_err(LayerError::Stream)?;
             applier.entry(&mut entry)?;
             // Data nobody consumed (directories, links and whiteouts with a size) is read
@@ -97,6 +78,33 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<AppliedLayer> {
     io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Stream)?;
     let (diff_id, size) = rest.finish();
     io::copy(&mut input, &mut io::sink()).map_err(LayerError::Stream)?;
+    Ok(AppliedLayer { diff_id, size })
+}
+
+/// The uncompressed bytes of a layer blob — gzip, zstd or plain, told apart by their magic
+/// bytes — and the compression found.
+pub fn decompress<'a>(mut reader: impl Read + 'a) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    let mut magic = [0u8; 4];
+    let n = read_prefix(&mut reader, &mut magic)?;
+    let compression = Compression::detect(&magic[..n]);
+    let stream = io::Cursor::new(magic).take(n as u64).chain(reader);
+    let decompressed: Box<dyn Read + 'a> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(stream)?),
+        Compression::None => Box::new(BufReader::with_capacity(INPUT_BUF, stream)),
+    };
+    Ok((compression, decompressed))
+}
+
+/// The diff_id and uncompressed size of a layer blob, without unpacking it: what
+/// [`apply_layer`] would report for it. The input is read to its end.
+pub fn hash_layer(reader: impl Read) -> io::Result<AppliedLayer> {
+    let mut input = reader;
+    let (_, decompressed) = decompress(&mut input)?;
+    let mut hashed = DigestReader::new(decompressed);
+    io::copy(&mut hashed, &mut io::sink())?;
+    let (diff_id, size) = hashed.finish();
+    io::copy(&mut input, &mut io::sink())?;
     Ok(AppliedLayer { diff_id, size })
 }
 
@@ -152,10 +160,38 @@ fn read_prefix(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A reader that fails once more than the current budget has been read through it; the
-/// budget is lifted (`UNLIMITED`) while entry data is read.
-struct Budgeted<R> {
+/// budget is lifted (`UNLIMITED`) while entry data is read. Tars are read through it with
+/// [`next_entry`].
+pub(crate) struct Budgeted<R> {
     inner: R,
     budget: Rc<Cell<u64>>,
+}
+
+impl<R> Budgeted<R> {
+    pub(crate) fn new(inner: R) -> Budgeted<R> {
+        Budgeted {
+            inner,
+            budget: Rc::new(Cell::new(UNLIMITED)),
+        }
+    }
+
+    /// The budget, to hand to [`next_entry`] once the tar crate owns the reader.
+    pub(crate) fn budget(&self) -> Rc<Cell<u64>> {
+        self.budget.clone()
+    }
+}
+
+/// The next entry of a tar read through [`Budgeted`]. Everything the tar crate reads to
+/// produce it (the previous entry's padding, header blocks, GNU long names, PAX records) is
+/// metadata it buffers in memory: at most [`MAX_ENTRY_METADATA`] bytes of it are read.
+pub(crate) fn next_entry<'a, R: Read>(
+    entries: &mut tar::Entries<'a, Budgeted<R>>,
+    budget: &Cell<u64>,
+) -> Option<io::Result<tar::Entry<'a, Budgeted<R>>>> {
+    budget.set(MAX_ENTRY_METADATA);
+    let next = entries.next();
+    budget.set(UNLIMITED);
+    next
 }
 
 impl<R: Read> Read for Budgeted<R> {

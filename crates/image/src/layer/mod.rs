@@ -7,6 +7,8 @@
 //!   followed, and what cannot be contained is rejected with a [`LayerError::Rejected`] that
 //!   names the entry. OCI whiteouts become overlay whiteouts (char 0:0) and opaque directories
 //!   (`trusted.overlay.opaque=y`).
+//! * [`decompress`] and [`hash_layer`] read a layer blob's tar and diff_id without unpacking
+//!   it (saving an image uncompressed, checking a blob whose layer is unpacked already).
 //! * [`write_layer_diff`] turns an overlay upper dir back into a layer tar (overlay whiteouts →
 //!   `.wh.` entries, opaque dirs → `.wh..wh..opq`), deterministically ordered.
 //! * [`changes`] lists what an upper dir changed relative to its lower layers (`docker diff`).
@@ -37,7 +39,8 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 
-pub use apply::apply_layer;
+pub use apply::{apply_layer, decompress, hash_layer};
+pub(crate) use apply::{next_entry, Budgeted};
 pub use diff::{changes, write_layer_diff};
 pub use whiteout::{
     parse_whiteout, Whiteout, OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
