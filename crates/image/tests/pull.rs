@@ -169,3 +169,41 @@ fn a_corrupted_layer_fails_the_pull_and_leaves_nothing() {
     );
     assert!(!store.content.has(&layer), "no blob from a bad download");
 }
+
+/// A tag naming a manifest list: the pull picks the manifest of the host's platform (the
+/// other entry is a different image) and records the index it came through.
+#[test]
+fn pull_through_an_index_picks_the_host_platform() {
+    let one = busybox_oci_layout();
+    let two = busybox_two_layer_oci_layout();
+    let f = Fixture::new(&one, "multi:one");
+    push_with_skopeo(&two, &f.registry, "multi:two");
+    let entry = |layout: &Path, arch: &str| {
+        let (digest, bytes) = layout_manifest(layout);
+        serde_json::json!({
+            "mediaType": berth_image::manifest::media_type::OCI_MANIFEST,
+            "digest": digest,
+            "size": bytes.len(),
+            "platform": {"architecture": arch, "os": "linux"}
+        })
+    };
+    let host = Platform::host().architecture;
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": berth_image::manifest::media_type::OCI_INDEX,
+        "manifests": [entry(&two, other), entry(&one, &host)]
+    });
+    let index = serde_json::to_vec(&index).unwrap();
+    let repo = berth_image::registry::Repository::new(&f.registry.host(), "multi").unwrap();
+    let media_type = berth_image::manifest::media_type::OCI_INDEX;
+    let index_digest = client()
+        .push_manifest(&repo, "latest", media_type, &index)
+        .unwrap();
+
+    let image = f.pull("multi:latest", &no_progress).unwrap();
+    assert_eq!(image, manifest_digest_at(&one, "/config/digest"));
+    let record = f.store.index.image(&image).unwrap().unwrap();
+    assert_eq!(record.index, Some(index_digest));
+    assert!(f.store.content.has(record.index.as_ref().unwrap()));
+}
