@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -121,47 +121,12 @@ fn cstring(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-/// `struct open_how` of openat2(2).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
 /// Open `path` as if `root` were `/`: `..` and symlinks (absolute ones too) never leave `root`,
-/// and magic links (/proc/self/fd/…) are refused.
+/// and magic links (/proc/self/fd/…) are refused. Mount points are crossed: the rootfs has
+/// the container's own mounts (/proc, /dev…) under it.
 pub fn open_in_root(root: &OwnedFd, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    let c = cstring(path)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: mode as u64,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    loop {
-        // SAFETY: c is a NUL-terminated path, how a valid open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel returned a new fd that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        let err = io::Error::last_os_error();
-        // openat2 asks for a retry when a rename raced with the lookup.
-        if err.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(err);
-        }
-    }
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    berth_sys::openat2(root.as_fd(), &cstring(path)?, flags, mode, resolve)
 }
 
 /// The `/proc/self/fd/N` path of an fd, for syscalls that take a path but must act on exactly
