@@ -205,6 +205,8 @@ impl ImageStore {
         reference: &Reference,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Digest> {
+        // A collection in another process must not delete blobs mid-upload.
+        let _reading = self.writer_lock()?;
         let repo = repository(reference)?;
         let image_id = self.index.resolve(&reference.to_string())?;
         let doc = self.stored_manifest(&image_id)?;

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -87,19 +88,27 @@ impl LayerStore {
         unpack: impl FnOnce(&Path) -> Result<(Digest, u64)>,
     ) -> Result<LayerMeta> {
         if self.has(chain_id) {
-            return self.meta(chain_id);
+            let meta = self.meta(chain_id)?;
+            // A crash between the rename and the link would otherwise leave it unmountable.
+            self.make_link(&meta)?;
+            return Ok(meta);
         }
-        let staging =
-            self.root
-                .join("staging")
-                .join(format!("{}-{}", chain_id.hex(), std::process::id()));
-        let _ = fs::remove_dir_all(&staging);
+        let staging = self.private_staging_dir(chain_id.hex());
         fs::create_dir_all(staging.join("diff"))?;
         let result = self.fill_staging(&staging, chain_id, parent, unpack);
         if result.is_err() {
             let _ = fs::remove_dir_all(&staging);
         }
         result
+    }
+
+    /// A staging dir no other unpack (in this process or another) uses.
+    fn private_staging_dir(&self, name: &str) -> PathBuf {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("staging")
+            .join(format!("{name}-{}-{seq}", std::process::id()))
     }
 
     fn fill_staging(
@@ -119,6 +128,8 @@ impl LayerStore {
         };
         fs::write(staging.join("meta.json"), serde_json::to_vec(&meta)?)?;
         sync_tree(staging)?;
+        // The link first (dangling until the rename): a visible layer always has its link.
+        self.make_link(&meta)?;
         let target = self.layer_dir(chain_id);
         match fs::rename(staging, &target) {
             Ok(()) => {}
@@ -131,7 +142,7 @@ impl LayerStore {
                 return Err(e).with_context(|| format!("cannot move layer {chain_id} into place"))
             }
         }
-        self.make_link(&meta)?;
+        sync_dir(&self.root.join("layers"))?;
         Ok(meta)
     }
 
@@ -141,10 +152,9 @@ impl LayerStore {
             .join(meta.chain_id.hex())
             .join("diff");
         match std::os::unix::fs::symlink(&target, &link) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                Err(e).with_context(|| format!("cannot create {}", link.display()))
-            }
-            _ => Ok(()),
+            Ok(()) => sync_dir(&self.root.join("l")),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot create {}", link.display())),
         }
     }
 
@@ -153,17 +163,21 @@ impl LayerStore {
         Ok(self.root.join("l").join(self.meta(chain_id)?.link))
     }
 
-    /// Remove a layer and its short link.
+    /// Remove a layer and its short link. The layer dir is first renamed into staging in one
+    /// step, so a crash never leaves a half-deleted layer that still looks unpacked (the
+    /// next open sweeps what is left there).
     pub fn remove(&self, chain_id: &Digest) -> Result<()> {
         if let Ok(meta) = self.meta(chain_id) {
             let _ = fs::remove_file(self.root.join("l").join(meta.link));
         }
-        match fs::remove_dir_all(self.layer_dir(chain_id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove layer {chain_id}"))
-            }
-            _ => Ok(()),
+        let trash = self.private_staging_dir(&format!("removed-{}", chain_id.hex()));
+        match fs::rename(self.layer_dir(chain_id), &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot remove layer {chain_id}")),
         }
+        sync_dir(&self.root.join("layers"))?;
+        fs::remove_dir_all(&trash).with_context(|| format!("cannot remove {}", trash.display()))
     }
 
     /// Every unpacked layer.
@@ -193,6 +207,13 @@ fn short_link_name(chain_id: &Digest) -> String {
             ALPHABET[v as usize] as char
         })
         .collect()
+}
+
+/// Make a rename or a new entry in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 /// fsync every file and dir of a freshly unpacked layer before it becomes visible.

@@ -89,3 +89,32 @@ impl Drop for Unmount<'_> {
         Snapshot::remove(self.0).unwrap();
     }
 }
+
+/// Two unpacks of the same layer at once (two pulls of one image in a daemon) each work in
+/// a staging dir of their own; one wins, and the layer holds everything.
+#[test]
+fn concurrent_unpacks_of_one_layer_do_not_mix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LayerStore::open(tmp.path()).unwrap();
+    let chain_id = Digest::of(b"shared");
+    let files: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                store
+                    .create(&chain_id, None, |diff: &Path| {
+                        for f in &files {
+                            fs::write(diff.join(f), f)?;
+                        }
+                        Ok((chain_id.clone(), 0))
+                    })
+                    .unwrap();
+            });
+        }
+    });
+    let diff = store.diff_dir(&chain_id);
+    assert_eq!(fs::read_dir(&diff).unwrap().count(), files.len());
+    assert!(store.short_path(&chain_id).unwrap().join("f49").exists());
+    store.remove(&chain_id).unwrap();
+    assert!(!store.has(&chain_id) && store.list().unwrap().is_empty());
+}
