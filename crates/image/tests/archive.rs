@@ -36,16 +36,6 @@ fn path_str(p: &Path) -> &str {
     s
 }
 
-/// `diff -r` of two trees, without following symlinks: empty when they are the same.
-fn tree_diff(a: &Path, b: &Path) -> String {
-    let out = Command::new("diff")
-        .args(["-r", "--no-dereference"])
-        .args([a, b])
-        .output()
-        .expect("diff");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn fixture_rootfs() -> PathBuf {
     busybox_oci_layout().parent().unwrap().join("rootfs")
 }

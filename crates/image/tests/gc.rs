@@ -380,16 +380,6 @@ fn largest_file(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// `diff -r` of two trees, without following symlinks: empty when they are the same.
-fn tree_diff(a: &Path, b: &Path) -> String {
-    let out = Command::new("diff")
-        .args(["-r", "--no-dereference"])
-        .args([a, b])
-        .output()
-        .expect("diff");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
 /// The digest of a file by coreutils' sha256sum, not berth's code.
 fn sha256sum(path: &Path) -> Digest {
     let out = Command::new("sha256sum").arg(path).output().unwrap();

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use berth_image::digest::Digest;
 use berth_image::images::{ImageStore, Phase, Progress};
@@ -23,16 +22,6 @@ fn reference(registry: &Registry, name_tag: &str) -> Reference {
 }
 
 fn no_progress(_: Progress) {}
-
-/// `diff -r` of two trees, without following symlinks: empty when they are the same.
-fn tree_diff(a: &Path, b: &Path) -> String {
-    let out = Command::new("diff")
-        .args(["-r", "--no-dereference"])
-        .args([a, b])
-        .output()
-        .expect("diff");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A digest in the layout's manifest, by JSON pointer (`/config/digest`).
 fn manifest_digest_at(layout: &Path, pointer: &str) -> Digest {

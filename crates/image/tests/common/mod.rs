@@ -391,3 +391,14 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
     }
     Ok(response)
 }
+
+/// `diff -r` of two trees, without following symlinks: empty when they are the same (what
+/// diff says on stderr — a tree that is missing — counts as a difference too).
+pub fn tree_diff(a: &Path, b: &Path) -> String {
+    let out = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .args([a, b])
+        .output()
+        .expect("diff");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
