@@ -35,6 +35,8 @@ set -euo pipefail
 
 # shellcheck source=scripts/deps.sh
 . "$(dirname "${BASH_SOURCE[0]}")/deps.sh"
+# shellcheck source=scripts/oci-layout.sh
+. "$(dirname "${BASH_SOURCE[0]}")/oci-layout.sh"
 
 root_dir=$(repo_root)
 cd "$root_dir"
@@ -107,18 +109,6 @@ layer_entries() {
     done | LC_ALL=C sort -z -u
 }
 
-sha256_of() {
-    sha256sum -- "$1" | cut -d' ' -f1
-}
-
-# put_blob LAYOUT FILE — move FILE into LAYOUT's blobs; prints "HEX SIZE".
-put_blob() {
-    local hex size
-    hex=$(sha256_of "$2")
-    size=$(stat -c %s -- "$2")
-    mv -f -- "$2" "$1/blobs/sha256/$hex"
-    echo "$hex $size"
-}
 
 # add_layer LAYOUT N — layer N as a gzip tar blob; appends "DIFFID HEX SIZE" to .layers.
 add_layer() {

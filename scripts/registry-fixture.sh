@@ -27,6 +27,8 @@ set -euo pipefail
 
 # shellcheck source=scripts/deps.sh
 . "$(dirname "${BASH_SOURCE[0]}")/deps.sh"
+# shellcheck source=scripts/oci-layout.sh
+. "$(dirname "${BASH_SOURCE[0]}")/oci-layout.sh"
 
 START_TIMEOUT=${START_TIMEOUT:-20}
 STOP_TIMEOUT=10
@@ -190,19 +192,6 @@ oci_arch() {
     esac
 }
 
-sha256_of() {
-    sha256sum -- "$1" | cut -d' ' -f1
-}
-
-# put_blob LAYOUT FILE — move FILE into LAYOUT's blobs; prints "HEX SIZE".
-put_blob() {
-    local hex size
-    hex=$(sha256_of "$2")
-    size=$(stat -c %s -- "$2")
-    mkdir -p -- "$1/blobs/sha256"
-    mv -f -- "$2" "$1/blobs/sha256/$hex"
-    echo "$hex $size"
-}
 
 # make_layer_tar SRC OUT — the tar of directory SRC, as a registry layer holds it.
 make_layer_tar() {
