@@ -59,3 +59,49 @@ pub fn openat2(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::symlink;
+
+    const IN_ROOT: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+
+    fn open_in(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
+        let path = CString::new(path).unwrap();
+        openat2(root.as_fd(), &path, libc::O_PATH, 0, IN_ROOT)
+    }
+
+    fn same_file(a: &OwnedFd, b: &std::path::Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let fd_meta = std::fs::metadata(format!("/proc/self/fd/{}", a.as_raw_fd())).unwrap();
+        let meta = std::fs::metadata(b).unwrap();
+        (fd_meta.dev(), fd_meta.ino()) == (meta.dev(), meta.ino())
+    }
+
+    #[test]
+    fn links_and_dotdot_stay_inside_the_root() {
+        let tmp = tempfile_dir();
+        let root_dir = tmp.join("root");
+        std::fs::create_dir_all(root_dir.join("etc")).unwrap();
+        std::fs::write(root_dir.join("etc/passwd"), "inside").unwrap();
+        symlink("/etc/passwd", root_dir.join("abs")).unwrap();
+        symlink("../../../../etc/passwd", root_dir.join("rel")).unwrap();
+        let root = OwnedFd::from(std::fs::File::open(&root_dir).unwrap());
+        let inside = root_dir.join("etc/passwd");
+        for path in ["abs", "rel", "../../etc/passwd", "/etc/passwd"] {
+            let fd = open_in(&root, path).unwrap();
+            assert!(same_file(&fd, &inside), "{path} left the root");
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("berth-sys-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
