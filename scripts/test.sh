@@ -39,4 +39,12 @@ info "cargo test --workspace --doc"
 cargo test --workspace --doc "$@" || die "doc-tests failed (see above)"
 
 info "cargo test --workspace --all-targets"
-exec cargo test --workspace --all-targets "$@"
+log=$(mktemp)
+trap 'rm -f -- "$log"' EXIT
+status=0
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: cargo prints a "test result:" line per test binary,
+# and the last binary is not always one with tests.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
