@@ -61,9 +61,6 @@ IMAGE=pybase:latest
 LAYOUT_VERSION=1
 BRIDGE=berthbench0
 BRIDGE_ADDR=198.18.254.1/24
-OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
-OCI_CONFIG=application/vnd.oci.image.config.v1+json
-OCI_LAYER_GZIP=application/vnd.oci.image.layer.v1.tar+gzip
 
 # --- the rootfs and its layers -------------------------------------------------
 
@@ -138,18 +135,6 @@ write_config() {
                  diff_ids: [$layers | splits("\n") | select(. != "") | "sha256:" + split(" ")[0]]}
     }' >"$1/config.json"
     put_blob "$1" "$1/config.json"
-}
-
-# write_manifest LAYOUT CONFIG_HEX CONFIG_SIZE — prints "HEX SIZE" of the manifest blob.
-write_manifest() {
-    jq -cn --arg cfg "sha256:$2" --argjson cfgsize "$3" --rawfile layers "$1/.layers" \
-        --arg mt "$OCI_MANIFEST" --arg cmt "$OCI_CONFIG" --arg lmt "$OCI_LAYER_GZIP" '{
-        schemaVersion: 2, mediaType: $mt,
-        config: {mediaType: $cmt, digest: $cfg, size: $cfgsize},
-        layers: [$layers | splits("\n") | select(. != "") | split(" ")
-                 | {mediaType: $lmt, digest: ("sha256:" + .[1]), size: (.[2] | tonumber)}]
-    }' >"$1/manifest.json"
-    put_blob "$1" "$1/manifest.json"
 }
 
 # write_index LAYOUT MANIFEST_HEX MANIFEST_SIZE

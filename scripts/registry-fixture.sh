@@ -36,10 +36,6 @@ STOP_TIMEOUT=10
 IMAGE_LAYOUT_VERSION=1
 IMAGE_STAMP=.busybox-image-stamp
 DELETED_FILE=etc/berth-busybox-rootfs
-OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
-OCI_INDEX=application/vnd.oci.image.index.v1+json
-OCI_CONFIG=application/vnd.oci.image.config.v1+json
-OCI_LAYER_GZIP=application/vnd.oci.image.layer.v1.tar+gzip
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
@@ -240,20 +236,6 @@ write_config() {
           history: [$ARGS.positional[] | {created: $created, created_by: .}]
         } + (if $variant == "" then {} else {variant: $variant} end)' "$@" >"$layout/config.json"
     put_blob "$layout" "$layout/config.json"
-}
-
-# write_manifest LAYOUT CONFIG_HEX CONFIG_SIZE — the OCI manifest; prints "HEX SIZE".
-write_manifest() {
-    jq -cn --arg cfg "sha256:$2" --argjson cfgsize "$3" --rawfile layers "$1/.layers" \
-        --arg mt "$OCI_MANIFEST" --arg cmt "$OCI_CONFIG" --arg lmt "$OCI_LAYER_GZIP" '
-        {
-          schemaVersion: 2,
-          mediaType: $mt,
-          config: {mediaType: $cmt, digest: $cfg, size: $cfgsize},
-          layers: [$layers | splits("\n") | select(. != "") | split(" ")
-                   | {mediaType: $lmt, digest: ("sha256:" + .[1]), size: (.[2] | tonumber)}]
-        }' >"$1/manifest.json"
-    put_blob "$1" "$1/manifest.json"
 }
 
 # write_index LAYOUT MANIFEST_HEX MANIFEST_SIZE — index.json and oci-layout.
