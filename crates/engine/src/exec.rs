@@ -1,0 +1,3 @@
+//! (being written)
+#[derive(Default)]
+pub struct ExecStore;

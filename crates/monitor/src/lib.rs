@@ -1,0 +1,1 @@
+//! The per-container monitor's protocol and the engine's side of it.
