@@ -11,8 +11,10 @@
 //! relies on a layer it found present that collection then removes. Collection waits for
 //! writers in progress (a flock dies with its process, so a killed pull never blocks it).
 //! A thread that holds the shared lock must not start a collection itself: it would wait for
-//! its own lock. Removing a name or an image from the index needs no lock: each update of
-//! `refs.json` is atomic on its own.
+//! its own lock. Tagging ([`ImageStore::tag`]) holds it shared too: an index update that
+//! names an image records it again, and must not land between a removal's index update and
+//! its collection. Removing a name or an image from the index needs no lock: each update
+//! of `refs.json` is atomic on its own.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -20,6 +22,7 @@ use std::fs::{File, OpenOptions};
 use anyhow::{bail, Context, Result};
 
 use crate::config::{chain_ids, ImageConfig};
+use crate::content::ContentError;
 use crate::digest::Digest;
 use crate::images::ImageStore;
 use crate::manifest::{parse_any, Parsed};
@@ -45,6 +48,16 @@ pub struct Collected {
     pub blobs: Vec<Digest>,
     /// Chain ids of the unpacked layers removed.
     pub layers: Vec<Digest>,
+    /// Indexed images whose config or manifest is missing or malformed. They do not stop
+    /// the collection: what they are known to need is kept, the rest of the store collected.
+    pub broken: Vec<BrokenImage>,
+}
+
+/// An image the index names that cannot be used: a blob it needs is gone or malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenImage {
+    pub id: Digest,
+    pub problem: String,
 }
 
 /// What `remove_image` did, for `docker rmi`'s report.
@@ -147,6 +160,16 @@ impl ImageStore {
         Ok(removed)
     }
 
+    /// Untag `name` only, never deleting the image even when it was its last name (what
+    /// `docker rmi -f NAME` does to the image of a running container); the repository's
+    /// digest references go with its last tag, as in a removal.
+    pub fn untag_only(&self, name: &str) -> Result<Removed> {
+        let image_id = self.index.resolve(name)?;
+        let mut removed = Removed::default();
+        self.untag_name(name, &image_id, &mut removed)?;
+        Ok(removed)
+    }
+
     /// By id, Docker deletes without force only an image with at most one tag, all its
     /// references in one repository.
     fn check_conflict(&self, image_id: &Digest, force: bool) -> Result<()> {
@@ -183,15 +206,63 @@ impl ImageStore {
         Ok(!others.is_empty())
     }
 
+    /// `docker tag SOURCE TARGET`: point `target` at the image `source` names; returns the
+    /// image id. Holds the writers' lock: the index update re-records the image, so a
+    /// removal of it running at the same time must not collect its blobs in between (its
+    /// collection waits and then sees the new name, or it ran first and the image is no
+    /// longer there to tag).
+    pub fn tag(&self, source: &str, target: &Reference) -> Result<Digest> {
+        let _writing = self.writer_lock()?;
+        let image_id = self.index.resolve(source)?;
+        let record = self
+            .index
+            .image(&image_id)?
+            .ok_or_else(|| crate::store::ImageError::NotFound(source.to_string()))?;
+        self.index.tag(target, &image_id, &record.manifest)?;
+        Ok(image_id)
+    }
+
     /// Delete every blob and unpacked layer no indexed image needs, except the layers
     /// `layers_in_use` names. Waits for pulls and loads in progress (see the module's
-    /// locking rule). Nothing is deleted if what an image needs cannot be read.
+    /// locking rule). An image whose config or manifest is missing or malformed is reported
+    /// in [`Collected::broken`] and keeps what it is known to need; a blob that cannot be
+    /// read for another reason (an I/O error) stops the collection before anything is
+    /// deleted.
     pub fn collect(&self, layers_in_use: &dyn Fn(&Digest) -> bool) -> Result<Collected> {
-        let _lock = self.collector_lock()?;
+        let lock = self.collector_lock()?;
+        self.collect_locked(&lock, layers_in_use)
+    }
+
+    /// [`collect`](ImageStore::collect) now, or `None` without waiting if a pull, load or
+    /// build is at work: for tidying up after a failed load without blocking its caller.
+    pub fn try_collect(
+        &self,
+        layers_in_use: &dyn Fn(&Digest) -> bool,
+    ) -> Result<Option<Collected>> {
+        match self.try_collector_lock()? {
+            Some(lock) => self.collect_locked(&lock, layers_in_use).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn collect_locked(
+        &self,
+        _lock: &GcLock,
+        layers_in_use: &dyn Fn(&Digest) -> bool,
+    ) -> Result<Collected> {
         let mut live_chains = HashSet::new();
-        let live_blobs = self
-            .index
-            .live_blobs(|id, record| self.needs(id, record, &mut live_chains))?;
+        let mut broken = Vec::new();
+        let live_blobs = self.index.live_blobs(|id, record| {
+            let mut problems = Vec::new();
+            let blobs = self.needs(id, record, &mut live_chains, &mut problems)?;
+            if !problems.is_empty() {
+                broken.push(BrokenImage {
+                    id: id.clone(),
+                    problem: problems.join("; "),
+                });
+            }
+            Ok(blobs)
+        })?;
         let blobs = self.content.retain(&live_blobs)?;
         let mut layers: Vec<Digest> = self
             .layers
@@ -203,46 +274,80 @@ impl ImageStore {
         for chain_id in &layers {
             self.layers.remove(chain_id)?;
         }
-        Ok(Collected { blobs, layers })
+        Ok(Collected {
+            blobs,
+            layers,
+            broken,
+        })
     }
 
     /// The layer blobs of an image, from its manifest; its layers' chain ids, from its
-    /// config, go into `chains`.
+    /// config, go into `chains`. A config or manifest that is missing or malformed adds a
+    /// line to `problems` and contributes nothing; any other failure to read one is an error.
     fn needs(
         &self,
         image_id: &Digest,
         record: &ImageRecord,
         chains: &mut HashSet<Digest>,
+        problems: &mut Vec<String>,
     ) -> Result<Vec<Digest>> {
-        let context = || format!("cannot tell what image {image_id} needs: nothing collected");
-        let config = ImageConfig::parse(&self.content.read(image_id).with_context(context)?)
-            .with_context(context)?;
-        chains.extend(chain_ids(&config.rootfs.diff_ids));
-        let manifest = self.content.read(&record.manifest).with_context(context)?;
-        let Parsed::Manifest(doc) = parse_any(None, manifest).with_context(context)? else {
-            bail!(
-                "{}: {} is not an image manifest",
-                context(),
-                record.manifest
-            );
-        };
-        Ok(doc
-            .value()
-            .layers
+        let config = self.document(image_id, "config", problems, |bytes| {
+            Ok(ImageConfig::parse(&bytes)?)
+        })?;
+        if let Some(config) = config {
+            chains.extend(chain_ids(&config.rootfs.diff_ids));
+        }
+        let manifest =
+            self.document(
+                &record.manifest,
+                "manifest",
+                problems,
+                |bytes| match parse_any(None, bytes)? {
+                    Parsed::Manifest(doc) => Ok(doc),
+                    Parsed::Index(_) => bail!("it is an index, not an image manifest"),
+                },
+            )?;
+        Ok(manifest
             .iter()
-            .map(|d| d.digest.clone())
+            .flat_map(|doc| doc.value().layers.iter().map(|d| d.digest.clone()))
             .collect())
+    }
+
+    /// Blob `digest` parsed by `parse`; `None` (with a line in `problems`) when it is missing
+    /// or `parse` refuses it. Only an I/O error reading it is an error.
+    fn document<T>(
+        &self,
+        digest: &Digest,
+        what: &str,
+        problems: &mut Vec<String>,
+        parse: impl FnOnce(Vec<u8>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let bytes = match self.content.read(digest) {
+            Ok(bytes) => bytes,
+            Err(e) if matches!(e.downcast_ref(), Some(ContentError::NotFound(_))) => {
+                problems.push(format!("its {what} {digest} is missing"));
+                return Ok(None);
+            }
+            Err(e) => return Err(e.context("cannot tell what the images need: nothing collected")),
+        };
+        match parse(bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                problems.push(format!("its {what} {digest} is malformed: {e:#}"));
+                Ok(None)
+            }
+        }
     }
 }
 
 /// Docker's test of whether `name` designates the image by id: it is a prefix of the id,
 /// with or without `sha256:`.
-fn is_id_prefix(image_id: &Digest, name: &str) -> bool {
+pub fn is_id_prefix(image_id: &Digest, name: &str) -> bool {
     image_id.to_string().starts_with(name) || image_id.hex().starts_with(name)
 }
 
 /// At most one tag, and every reference in one repository (Docker's `isSingleReference`).
-fn is_single_reference(refs: &[Reference]) -> bool {
+pub fn is_single_reference(refs: &[Reference]) -> bool {
     let tags = refs.iter().filter(|r| r.digest.is_none()).count();
     let repos: HashSet<String> = refs.iter().map(Reference::name).collect();
     tags <= 1 && repos.len() == 1
@@ -295,6 +400,7 @@ mod tests {
             collected: Collected {
                 blobs: vec![Digest::of(b"blob")],
                 layers: vec![layer.clone()],
+                broken: Vec::new(),
             },
         };
         assert_eq!(

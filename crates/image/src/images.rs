@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{chain_ids, ImageConfig};
 use crate::content::ContentStore;
 use crate::digest::Digest;
-use crate::layer::{apply_layer, hash_layer, AppliedLayer};
+use crate::layer::{apply_layer_limited, hash_layer_limited, AppliedLayer, DEFAULT_MAX_LAYER_SIZE};
 use crate::manifest::{parse_any, Descriptor, Document, Manifest, Parsed, Platform};
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError, Repository};
@@ -27,6 +27,8 @@ pub struct ImageStore {
     pub content: ContentStore,
     pub layers: LayerStore,
     pub index: ImageIndex,
+    /// The most bytes one layer may unpack to ([`DEFAULT_MAX_LAYER_SIZE`] unless set).
+    max_layer_size: u64,
 }
 
 /// Where a layer (or the config) is in a pull or push, for progress bars.
@@ -57,11 +59,23 @@ impl ImageStore {
             content: ContentStore::open(&root.join("content"))?,
             layers: LayerStore::open(root)?,
             index: ImageIndex::open(root)?,
+            max_layer_size: DEFAULT_MAX_LAYER_SIZE,
         };
         if let Some(_alone) = store.try_collector_lock()? {
             store.layers.sweep_staging()?;
         }
         Ok(store)
+    }
+
+    /// Refuse to unpack (pull, load, import) a layer bigger than `bytes` uncompressed: such
+    /// an unpack fails with a [`LayerTooLarge`](crate::layer::LayerTooLarge) error and
+    /// leaves no layer behind.
+    pub fn set_max_layer_size(&mut self, bytes: u64) {
+        self.max_layer_size = bytes;
+    }
+
+    pub fn max_layer_size(&self) -> u64 {
+        self.max_layer_size
     }
 
     /// Pull `reference` for `platform`: manifest (through an index if the registry has one),
@@ -171,13 +185,13 @@ impl ImageStore {
         self.layers
             .create(&job.chain_id, job.parent.as_ref(), |diff| {
                 unpacked = true;
-                let applied = apply_layer(&mut blob, diff)?;
+                let applied = apply_layer_limited(&mut blob, diff, self.max_layer_size)?;
                 job.check(&applied)?;
                 Ok((applied.diff_id, applied.size))
             })
             .with_context(|| format!("cannot unpack layer {}", job.desc.digest))?;
         if !unpacked {
-            let applied = hash_layer(&mut blob)
+            let applied = hash_layer_limited(&mut blob, self.max_layer_size)
                 .with_context(|| format!("cannot read layer {}", job.desc.digest))?;
             job.check(&applied)?;
         }

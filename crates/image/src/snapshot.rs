@@ -180,6 +180,28 @@ impl LayerStore {
         fs::remove_dir_all(&trash).with_context(|| format!("cannot remove {}", trash.display()))
     }
 
+    /// The layer a path in an overlay's lowerdir list is (its short link `<root>/l/<name>`
+    /// or its diff dir), if it is one of this store's.
+    pub fn layer_of_lower(&self, lower: &Path) -> Option<Digest> {
+        let diff = match lower.strip_prefix(self.root.join("l")) {
+            Ok(name) if name.components().count() == 1 => {
+                self.root.join("l").join(fs::read_link(lower).ok()?)
+            }
+            _ => lower.to_path_buf(),
+        };
+        let layers = self.root.join("layers");
+        let rel = diff.strip_prefix(&layers).ok().or_else(|| {
+            // `l/<name>` links are relative: `../layers/<hex>/diff`.
+            diff.strip_prefix(self.root.join("l").join("..").join("layers"))
+                .ok()
+        })?;
+        let mut parts = rel.components();
+        let hex = parts.next()?.as_os_str().to_str()?;
+        (parts.as_path() == Path::new("diff"))
+            .then(|| format!("sha256:{hex}").parse().ok())
+            .flatten()
+    }
+
     /// Every unpacked layer.
     pub fn list(&self) -> Result<Vec<Digest>> {
         let mut all = vec![];

@@ -82,7 +82,9 @@ impl ImageIndex {
 
     /// Point `reference` at `image_id`, moving it off any image it named before, and record
     /// the image's manifest. The index digest recorded earlier is kept if the manifest is the
-    /// same one.
+    /// same one. Hold [`ImageStore::writer_lock`](crate::images::ImageStore::writer_lock)
+    /// around it, as [`ImageStore::tag`](crate::images::ImageStore::tag) does: it records the
+    /// image again even if a removal just dropped it.
     pub fn tag(&self, reference: &Reference, image_id: &Digest, manifest: &Digest) -> Result<()> {
         self.update(|file| {
             let index = file

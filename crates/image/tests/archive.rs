@@ -165,6 +165,8 @@ fn a_saved_pulled_image_is_read_by_skopeo_and_loads_back() {
         tree_diff(&fixture_rootfs(), &layer_dirs(&other, &id)[0]),
         ""
     );
+    // What else the archive held waits for the collector.
+    other.collect(&|_| false).unwrap();
     assert_eq!(other.content.list().unwrap(), image_blobs(&other, &id));
 }
 
@@ -206,7 +208,8 @@ fn a_docker_archive_written_by_skopeo_loads() {
             assert_eq!(layer.media_type, media_type::DOCKER_LAYER);
             assert_eq!(layer.size, store.content.size(&layer.digest).unwrap());
         }
-        // manifest.json, the legacy json and VERSION files: gone again.
+        // manifest.json, the legacy json and VERSION files: gone once collected.
+        store.collect(&|_| false).unwrap();
         assert_eq!(store.content.list().unwrap(), image_blobs(&store, &id));
     }
 }
@@ -282,6 +285,7 @@ fn an_oci_layout_tarball_loads() {
         }]
     );
     assert_eq!(layer_dirs(&store, &id).len(), 2);
+    store.collect(&|_| false).unwrap();
     assert_eq!(store.content.list().unwrap(), image_blobs(&store, &id));
 }
 
@@ -471,8 +475,10 @@ fn fixture_config() -> Vec<u8> {
 const MANIFEST: &str =
     r#"[{"Config":"config.json","RepoTags":["bad:latest"],"Layers":["layer.tar.gz"]}]"#;
 
-/// The store after a refused load: no image, no blob, no layer.
+/// The store after a refused load: no image; once collected, no blob and no layer (a
+/// failed load leaves what it stored to the collector, see the concurrent pull test).
 fn assert_nothing_loaded(store: &ImageStore) {
+    store.collect(&|_| false).unwrap();
     assert!(store.index.images().unwrap().is_empty());
     assert!(store.index.list().unwrap().is_empty());
     assert!(store.content.list().unwrap().is_empty());
@@ -631,5 +637,160 @@ fn a_layer_already_unpacked_is_still_checked_against_its_blob() {
     let err = store.load(&tar_of(&entries)[..]).unwrap_err();
     assert!(format!("{err:#}").contains("unpacks to"), "{err:#}");
     assert!(store.index.resolve("bad:latest").is_err());
+    store.collect(&|_| false).unwrap();
     assert!(!store.content.has(&other.parse().unwrap()));
+}
+
+/// A reader of `bytes` that runs `hook` once, the first time a read starts at or past
+/// `offset`: something else happening while a load is part-way through its archive.
+struct HookAt<'a, F: FnMut()> {
+    bytes: &'a [u8],
+    pos: usize,
+    offset: usize,
+    hook: Option<F>,
+}
+
+impl<F: FnMut()> std::io::Read for HookAt<'_, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.offset {
+            if let Some(mut hook) = self.hook.take() {
+                hook();
+            }
+        }
+        // Never read across the offset in one call, so the hook runs exactly there.
+        let end = if self.pos < self.offset {
+            self.offset
+        } else {
+            self.bytes.len()
+        };
+        let n = buf.len().min(end - self.pos);
+        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failed_load_leaves_blobs_a_concurrent_pull_relies_on() {
+    // The load stores busybox's config and layer blobs, then a pull of the same image
+    // finds them present and indexes its image on them, then the load fails (a hostile
+    // entry). The pulled image must keep its blobs.
+    let (_tmp, store) = store();
+    let registry = Registry::start();
+    push_with_skopeo(&busybox_oci_layout(), &registry, "busybox:latest");
+    let name = reference(&format!("{}/busybox:latest", registry.host()));
+    let mut entries = docker_archive(&fixture_config(), MANIFEST);
+    let hostile_at = tar_of(&entries[..2]).len() - 1024; // before the end-of-archive blocks
+    entries.insert(2, file("../escape", b"x"));
+    let archive = tar_of(&entries);
+    let pulled = std::cell::RefCell::new(None);
+    let reader = HookAt {
+        bytes: &archive,
+        pos: 0,
+        offset: hostile_at,
+        hook: Some(|| {
+            let client = RegistryClient::new(ClientOptions::default());
+            let id = store.pull(&client, &name, &Platform::host(), &|_: Progress| {});
+            *pulled.borrow_mut() = Some(id.unwrap());
+        }),
+    };
+    let (err, _) = archive_error(store.load(reader));
+    assert!(matches!(err, ArchiveError::Entry { .. }), "{err}");
+    let id = pulled.into_inner().expect("the pull ran during the load");
+    assert_eq!(id, config_digest(&busybox_oci_layout()));
+    let collected = store.collect(&|_| false).unwrap();
+    assert!(collected.broken.is_empty(), "{:?}", collected.broken);
+    for blob in image_blobs(&store, &id) {
+        assert!(
+            store.content.has(&blob),
+            "blob {blob} of the pulled image is gone"
+        );
+    }
+    // The image is whole: it saves and loads back elsewhere.
+    let mut saved = Vec::new();
+    store.save(&[&name.to_string()], &mut saved).unwrap();
+    let (_tmp2, other) = self::store();
+    assert_eq!(other.load(&saved[..]).unwrap()[0].id, id);
+}
+
+/// A gzipped tar holding one file of `size` zero bytes: a few KiB that unpack to `size`.
+fn zero_bomb(size: usize) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    {
+        let mut b = tar::Builder::new(&mut gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(size as u64);
+        h.set_cksum();
+        b.append_data(
+            &mut h,
+            "zeros",
+            std::io::Read::take(std::io::repeat(0), size as u64),
+        )
+        .unwrap();
+        b.finish().unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+/// Nothing of a refused unpack is left: no layer, no staging dir, no temp blob, and once
+/// collected no blob.
+fn assert_nothing_left(store: &ImageStore, root: &Path) {
+    store.collect(&|_| false).unwrap();
+    assert!(store.index.images().unwrap().is_empty());
+    assert!(store.layers.list().unwrap().is_empty());
+    assert!(store.content.list().unwrap().is_empty());
+    for dir in ["staging", "layers", "l", "content/tmp"] {
+        let left: Vec<_> = fs::read_dir(root.join(dir)).unwrap().collect();
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
+}
+
+fn assert_too_large(err: anyhow::Error, limit: u64) {
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!("larger than {limit} bytes uncompressed")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_layer_over_the_size_cap_is_refused_by_pull_load_and_import() {
+    const LIMIT: u64 = 8 << 20;
+    let bomb = zero_bomb(32 << 20);
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    // The default cap lets the layer through: it is a legitimate 32 MiB layer elsewhere.
+    let (tmp, source) = store();
+    let name = reference("bomb:1");
+    source
+        .import(&bomb[..], Some(&name), &ImportOptions::default())
+        .unwrap();
+    let registry = Registry::start();
+    let remote = reference(&format!("{}/bomb:1", registry.host()));
+    source.tag(&name.to_string(), &remote).unwrap();
+    let client = RegistryClient::new(ClientOptions::default());
+    source.push(&client, &remote, &|_: Progress| {}).unwrap();
+    let mut saved = Vec::new();
+    source.save(&["bomb:1"], &mut saved).unwrap();
+
+    let root = tmp.path().join("capped");
+    let mut capped = ImageStore::open(&root).unwrap();
+    capped.set_max_layer_size(LIMIT);
+    let err = capped
+        .pull(&client, &remote, &Platform::host(), &|_: Progress| {})
+        .unwrap_err();
+    assert_too_large(err, LIMIT);
+    assert_nothing_left(&capped, &root);
+
+    assert_too_large(capped.load(&saved[..]).unwrap_err(), LIMIT);
+    assert_nothing_left(&capped, &root);
+
+    let err = capped
+        .import(&bomb[..], None, &ImportOptions::default())
+        .unwrap_err();
+    assert_too_large(err, LIMIT);
+    assert_nothing_left(&capped, &root);
 }

@@ -271,6 +271,93 @@ fn collection_waits_for_writers_in_progress() {
     assert!(tmp.path().join("gc.lock").is_file());
 }
 
+/// busybox loaded from the harness's OCI layout as `busybox:latest`.
+fn load_busybox(store: &ImageStore) -> Digest {
+    let repo = Reference::parse_normalized("busybox").unwrap();
+    store
+        .load_oci_layout(&busybox_oci_layout(), Some(&repo))
+        .unwrap()[0]
+        .id
+        .clone()
+}
+
+#[test]
+fn collection_reports_and_skips_an_image_whose_blobs_are_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let image = load_busybox(&store);
+    let manifest = store.index.image(&image).unwrap().unwrap().manifest;
+    store.remove_image("busybox", false).unwrap();
+    // What an index update racing the removal did before tagging took the writers' lock:
+    // the record is back, its blobs are not.
+    let name = Reference::parse_normalized("late:1").unwrap();
+    store.index.tag(&name, &image, &manifest).unwrap();
+    let stray = store.content.put_bytes(b"garbage").unwrap();
+
+    let collected = store.collect(&|_| false).unwrap();
+    assert_eq!(collected.blobs, vec![stray]);
+    assert_eq!(collected.broken.len(), 1);
+    assert_eq!(collected.broken[0].id, image);
+    let problem = &collected.broken[0].problem;
+    assert!(
+        problem.contains(&format!("config {image} is missing"))
+            && problem.contains(&format!("manifest {manifest} is missing")),
+        "{problem}"
+    );
+    // The broken image can still be removed, and the store is clean after.
+    let removed = store.remove_image("late:1", false).unwrap();
+    assert_eq!(removed.deleted, Some(image));
+    assert!(removed.collected.broken.is_empty());
+    assert!(store.index.images().unwrap().is_empty());
+}
+
+#[test]
+fn a_collection_waits_for_a_tag_in_progress() {
+    // The race: a tag resolves the image, a removal drops it from the index and collects
+    // its blobs, then the tag records the image again — now without blobs. Here the tag is
+    // held inside its index update (the test holds the index's lock) while the removal's
+    // index update is made by hand and a collection starts: it must wait for the tag.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let image = load_busybox(&store);
+    let index_lock = fs::File::create(tmp.path().join("refs.lock")).unwrap();
+    index_lock.lock().unwrap();
+    std::thread::scope(|s| {
+        let store = &store;
+        let late = Reference::parse_normalized("late:1").unwrap();
+        let tagger = s.spawn(move || store.tag("busybox", &late));
+        // Time for the tag to resolve the image and block on the index lock.
+        std::thread::sleep(Duration::from_millis(300));
+        // What `remove_image` does to the index.
+        let path = tmp.path().join("refs.json");
+        let mut refs: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        refs["images"]
+            .as_object_mut()
+            .unwrap()
+            .remove(&image.to_string());
+        refs["refs"].as_object_mut().unwrap().clear();
+        fs::write(&path, serde_json::to_vec(&refs).unwrap()).unwrap();
+        let collector = s.spawn(move || store.collect(&|_| false));
+        std::thread::sleep(Duration::from_millis(300));
+        let waited = !collector.is_finished();
+        // Released before any assertion: a failing one must not leave the tag blocked.
+        index_lock.unlock().unwrap();
+        assert!(waited, "the collection ran while a tag was in progress");
+        assert_eq!(tagger.join().unwrap().unwrap(), image);
+        let collected = collector.join().unwrap().unwrap();
+        assert!(collected.broken.is_empty(), "{:?}", collected.broken);
+        assert!(collected.blobs.is_empty(), "{:?}", collected.blobs);
+    });
+    // The tag won: the image is whole under its new name.
+    assert_eq!(store.index.resolve("late:1").unwrap(), image);
+    assert!(store.collect(&|_| false).unwrap().broken.is_empty());
+    let err = store
+        .tag("busybox", &Reference::parse_normalized("x").unwrap())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "No such image: busybox:latest");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash safety: a pull killed midway
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ use super::NewBlobs;
 use crate::config::{ContainerConfig, History, ImageConfig, RootFs};
 use crate::digest::Digest;
 use crate::images::ImageStore;
-use crate::layer::hash_layer;
+use crate::layer::hash_layer_limited;
 use crate::manifest::Platform;
 use crate::reference::Reference;
 use crate::store::ImageRecord;
@@ -44,7 +44,7 @@ impl ImageStore {
         let _lock = self.writer_lock()?;
         let mut blobs = NewBlobs::new(&self.content);
         let (layer, applied) = blobs
-            .put_inspected(reader, |r| hash_layer(r))
+            .put_inspected(reader, |r| hash_layer_limited(r, self.max_layer_size()))
             .context("cannot read the tarball to import")?;
         let config = import_config(options, applied.diff_id);
         let config_digest = blobs.put_bytes(&serde_json::to_vec(&config)?)?;
@@ -58,7 +58,7 @@ impl ImageStore {
             config,
             tags: reference.into_iter().cloned().collect(),
         };
-        self.install(vec![staged], &mut blobs)?;
+        self.install(vec![staged])?;
         Ok(config_digest)
     }
 }

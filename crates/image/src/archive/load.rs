@@ -56,15 +56,6 @@ impl Staged {
     fn id(&self) -> &Digest {
         &self.manifest.config.digest
     }
-
-    /// Every blob the image needs.
-    fn blobs(&self) -> impl Iterator<Item = Digest> + '_ {
-        let layers = self.manifest.layers.iter().map(|l| l.digest.clone());
-        let record = [Some(&self.record.manifest), self.record.index.as_ref()];
-        layers
-            .chain(record.into_iter().flatten().cloned())
-            .chain(std::iter::once(self.id().clone()))
-    }
 }
 
 /// Where the blobs of an OCI layout come from.
@@ -121,7 +112,7 @@ impl ImageStore {
         } else {
             bail!(ArchiveError::UnknownFormat);
         };
-        self.install(staged, &mut blobs)
+        self.install(staged)
     }
 
     /// Load every image of the OCI layout directory `dir`. As [`ImageStore::load`]; an
@@ -135,23 +126,16 @@ impl ImageStore {
         let mut blobs = NewBlobs::new(&self.content);
         let index = read_json_file(&dir.join(INDEX_JSON))?;
         let staged = self.stage_oci_index(&index, &LayoutDir(dir), &mut blobs, repository)?;
-        self.install(staged, &mut blobs)
+        self.install(staged)
     }
 
-    /// Unpack the layers of every staged image, then index them all; their blobs are kept.
-    pub(super) fn install(
-        &self,
-        staged: Vec<Staged>,
-        blobs: &mut NewBlobs,
-    ) -> Result<Vec<LoadedImage>> {
+    /// Unpack the layers of every staged image, then index them all.
+    pub(super) fn install(&self, staged: Vec<Staged>) -> Result<Vec<LoadedImage>> {
         for image in &staged {
             let jobs = layer_jobs(&image.manifest, &image.config)?;
             run_parallel(&jobs, |job| {
                 self.unpack_layer(job, self.content.open_blob(&job.desc.digest)?)
             })?;
-        }
-        for image in &staged {
-            blobs.keep(image.blobs());
         }
         staged
             .into_iter()

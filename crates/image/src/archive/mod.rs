@@ -12,9 +12,11 @@
 //! Docker does for layers two images share. JSON documents are read only up to
 //! [`MAX_JSON_SIZE`]. Every image is checked before anything is indexed: config present and
 //! valid, one diff_id per layer, each layer unpacking to its diff_id. Then the images are
-//! unpacked and indexed; blobs the archive carried that no loaded image needs are deleted
-//! again, and so are all of them when the load fails (layers already unpacked stay: they are
-//! valid content, named by what they hold).
+//! unpacked and indexed. Blobs the archive carried that no loaded image needs, and all of
+//! them when the load fails, stay in the store for
+//! [`ImageStore::collect`](crate::images::ImageStore::collect) to delete (see
+//! `NewBlobs` for why they are not deleted at once); layers already unpacked stay too: they
+//! are valid content, named by what they hold.
 //!
 //! A docker-save image gets a Docker schema2 manifest made for it (an OCI one if a layer is
 //! zstd), whose layer descriptors point at the layer files as the archive carried them.
@@ -32,7 +34,7 @@ mod import;
 mod load;
 mod save;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,7 +44,7 @@ use anyhow::{Context, Result};
 use serde_json::Map;
 
 use crate::content::ContentStore;
-use crate::digest::{Digest, DigestReader};
+use crate::digest::Digest;
 use crate::images::Tee;
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
@@ -117,23 +119,20 @@ pub enum EntryProblem {
     Duplicate,
 }
 
-/// Blobs an archive operation added to the content store. Whatever it added and was not
-/// told to [`keep`](NewBlobs::keep) is deleted again when it is dropped: all of a failed
-/// load, and the files of an archive that no loaded image needs (`manifest.json`, legacy
-/// `json` and `VERSION` files, ...). Blobs that were in the store before are never touched.
+/// The content store as an archive operation writes to it. What it adds is never deleted
+/// here, not even when the operation fails: a pull running at the same time (it holds the
+/// writers' lock too) may have found one of these blobs present and built its image on it.
+/// Blobs no image needs — all of a failed load's, and the files of an archive that no
+/// loaded image uses (`manifest.json`, legacy `json` and `VERSION` files, ...) — are left to
+/// [`ImageStore::collect`](crate::images::ImageStore::collect), which holds the lock
+/// exclusively and so never races a writer.
 struct NewBlobs<'a> {
     content: &'a ContentStore,
-    added: HashSet<Digest>,
-    kept: HashSet<Digest>,
 }
 
 impl<'a> NewBlobs<'a> {
     fn new(content: &'a ContentStore) -> NewBlobs<'a> {
-        NewBlobs {
-            content,
-            added: HashSet::new(),
-            kept: HashSet::new(),
-        }
+        NewBlobs { content }
     }
 
     /// Store what `reader` yields, passing the bytes through `inspect` on their way in
@@ -144,15 +143,8 @@ impl<'a> NewBlobs<'a> {
         inspect: impl FnOnce(&mut dyn Read) -> io::Result<T>,
     ) -> Result<(Digest, T)> {
         let mut writer = self.content.writer()?;
-        let mut hashed = DigestReader::new(reader);
-        let found = inspect(&mut Tee::new(&mut hashed, &mut writer, |_| ()))?;
-        // Hashed here too, to know before the commit whether the blob is new.
-        let (digest, _) = hashed.finish();
-        let existed = self.content.has(&digest);
-        writer.commit(Some(&digest))?;
-        if !existed {
-            self.added.insert(digest.clone());
-        }
+        let found = inspect(&mut Tee::new(reader, &mut writer, |_| ()))?;
+        let (digest, _) = writer.commit(None)?;
         Ok((digest, found))
     }
 
@@ -162,12 +154,7 @@ impl<'a> NewBlobs<'a> {
     }
 
     fn put_bytes(&mut self, bytes: &[u8]) -> Result<Digest> {
-        let digest = Digest::of(bytes);
-        if !self.content.has(&digest) {
-            self.content.put(Some(&digest), bytes)?;
-            self.added.insert(digest.clone());
-        }
-        Ok(digest)
+        self.content.put_bytes(bytes)
     }
 
     /// Store blob `digest` from what `open` gives, unless the store has it already.
@@ -178,22 +165,8 @@ impl<'a> NewBlobs<'a> {
     ) -> Result<()> {
         if !self.content.has(digest) {
             self.content.put(Some(digest), open()?)?;
-            self.added.insert(digest.clone());
         }
         Ok(())
-    }
-
-    fn keep(&mut self, digests: impl IntoIterator<Item = Digest>) {
-        self.kept.extend(digests);
-    }
-}
-
-impl Drop for NewBlobs<'_> {
-    fn drop(&mut self) {
-        for digest in self.added.difference(&self.kept) {
-            // A blob that cannot be removed is only wasted space: the collector gets it.
-            let _ = self.content.delete(digest);
-        }
     }
 }
 

@@ -47,6 +47,8 @@ impl ImageStore {
     /// diff_id as it is written. An image named by a reference carries that tag; one named
     /// by id carries none, as in Docker.
     pub fn save(&self, names: &[&str], out: impl Write) -> Result<()> {
+        // A collection must not delete blobs while they are being written out.
+        let _reading = self.writer_lock()?;
         let items = self.save_items(names)?;
         let mut tar = TarWriter::new(out);
         let mut written = HashSet::new();
@@ -79,6 +81,7 @@ impl ImageStore {
     /// kind of entry). Each file is written to a temp file, fsynced and renamed into place;
     /// `index.json` last.
     pub fn save_oci_layout(&self, names: &[&str], dir: &Path) -> Result<()> {
+        let _reading = self.writer_lock()?;
         let items = self.save_items(names)?;
         let blob_dir = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blob_dir)

@@ -14,7 +14,10 @@ use tar::EntryType;
 
 use super::sys::{self, cstr, errno, IN_ROOT, IN_ROOT_NO_SYMLINKS};
 use super::whiteout::{parse_whiteout, Whiteout, OPAQUE_XATTR, WHITEOUT_META_PREFIX};
-use super::{AppliedLayer, Compression, LayerError, Reject, Result, MAX_ENTRY_METADATA};
+use super::{
+    AppliedLayer, Compression, LayerError, Reject, Result, DEFAULT_MAX_LAYER_SIZE,
+    MAX_ENTRY_METADATA,
+};
 use crate::digest::DigestReader;
 
 /// Read buffer in front of a plain tar (compressed streams have their decoder's own buffer).
@@ -28,18 +31,41 @@ const UNLIMITED: u64 = u64::MAX;
 
 /// Applies one layer tar (gzip, zstd or plain, detected by magic bytes) into `target`, an
 /// empty directory that becomes the layer's overlay lowerdir, and returns its diff_id (sha256
-/// of the uncompressed tar, trailing padding included) and uncompressed size.
+/// of the uncompressed tar, trailing padding included) and uncompressed size. At most
+/// [`DEFAULT_MAX_LAYER_SIZE`] bytes are unpacked: see [`apply_layer_limited`].
 ///
 /// The input is read to its end (so a digest the caller computes over it is complete). On
 /// error, nothing outside `target` has been touched; `target` is left half-filled for the
 /// caller to remove.
 pub fn apply_layer(reader: impl Read, target: &Path) -> Result<AppliedLayer> {
+    apply_layer_limited(reader, target, DEFAULT_MAX_LAYER_SIZE)
+}
+
+/// [`apply_layer`], failing with [`LayerError::TooLarge`] as soon as the uncompressed tar
+/// exceeds `max_size` bytes (the input is then not read to its end).
+pub fn apply_layer_limited(
+    reader: impl Read,
+    target: &Path,
+    max_size: u64,
+) -> Result<AppliedLayer> {
     let mut input = reader;
     let target_c = cstr(target.as_os_str().as_bytes()).map_err(|e| io_err("open", target, e))?;
     let root = sys::open_path(&target_c, libc::O_RDONLY | libc::O_DIRECTORY)
         .map_err(|e| io_err("open", target, e))?;
-
     let (_, decompressed) = decompress(&mut input).map_err(LayerError::Stream)?;
+    let capped = Capped::new(decompressed, max_size);
+    let exceeded = capped.exceeded.clone();
+    // Whatever error the tar crate makes of the cap's, the flag says what happened.
+    let applied = unpack(capped, root).map_err(|e| match exceeded.get() {
+        true => LayerError::TooLarge(LayerTooLarge { limit: max_size }),
+        false => e,
+    })?;
+    io::copy(&mut input, &mut io::sink()).map_err(LayerError::Stream)?;
+    Ok(applied)
+}
+
+/// The streaming untar of [`apply_layer`] into the directory `root`.
+fn unpack(decompressed: impl Read, root: OwnedFd) -> Result<AppliedLayer> {
     let budgeted = Budgeted::new(DigestReader::new(decompressed));
     let budget = budgeted.budget();
     let mut archive = tar::Archive::new(budgeted);
@@ -77,7 +103,6 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<AppliedLayer> {
     // The end-of-archive blocks and any padding after them are part of the diff_id.
     io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Stream)?;
     let (diff_id, size) = rest.finish();
-    io::copy(&mut input, &mut io::sink()).map_err(LayerError::Stream)?;
     Ok(AppliedLayer { diff_id, size })
 }
 
@@ -99,13 +124,67 @@ pub fn decompress<'a>(mut reader: impl Read + 'a) -> io::Result<(Compression, Bo
 /// The diff_id and uncompressed size of a layer blob, without unpacking it: what
 /// [`apply_layer`] would report for it. The input is read to its end.
 pub fn hash_layer(reader: impl Read) -> io::Result<AppliedLayer> {
+    hash_layer_limited(reader, DEFAULT_MAX_LAYER_SIZE)
+}
+
+/// [`hash_layer`], failing (with a [`LayerTooLarge`] inside the `io::Error`) once the
+/// uncompressed tar exceeds `max_size` bytes.
+pub fn hash_layer_limited(reader: impl Read, max_size: u64) -> io::Result<AppliedLayer> {
     let mut input = reader;
     let (_, decompressed) = decompress(&mut input)?;
-    let mut hashed = DigestReader::new(decompressed);
+    let mut hashed = DigestReader::new(Capped::new(decompressed, max_size));
     io::copy(&mut hashed, &mut io::sink())?;
     let (diff_id, size) = hashed.finish();
     io::copy(&mut input, &mut io::sink())?;
     Ok(AppliedLayer { diff_id, size })
+}
+
+/// A layer that unpacks to more bytes than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the layer is larger than {limit} bytes uncompressed, the most this store unpacks \
+     (a decompression bomb?)"
+)]
+pub struct LayerTooLarge {
+    pub limit: u64,
+}
+
+/// The decompressed stream of a layer, failing once more than `left` bytes came through.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+    exceeded: Rc<Cell<bool>>,
+}
+
+impl<R> Capped<R> {
+    fn new(inner: R, limit: u64) -> Capped<R> {
+        Capped {
+            inner,
+            left: limit,
+            limit,
+            exceeded: Rc::new(Cell::new(false)),
+        }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte past the limit is asked for, to tell "exactly the limit" from "more".
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.exceeded.set(true);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                LayerTooLarge { limit: self.limit },
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn io_err(op: &'static str, path: &Path, source: io::Error) -> LayerError {
@@ -937,6 +1016,23 @@ mod tests {
         );
         assert_eq!(Compression::detect(b"etc/"), Compression::None);
         assert_eq!(Compression::detect(&[]), Compression::None);
+    }
+
+    #[test]
+    fn cap_allows_exactly_the_limit_and_no_more() {
+        let mut out = Vec::new();
+        let mut at_limit = Capped::new(&[1u8; 100][..], 100);
+        io::copy(&mut at_limit, &mut out).unwrap();
+        assert_eq!(out.len(), 100);
+        assert!(!at_limit.exceeded.get());
+        let mut over = Capped::new(&[1u8; 101][..], 100);
+        let err = io::copy(&mut over, &mut io::sink()).unwrap_err();
+        assert!(over.exceeded.get());
+        assert_eq!(
+            err.get_ref()
+                .and_then(|e| e.downcast_ref::<LayerTooLarge>()),
+            Some(&LayerTooLarge { limit: 100 })
+        );
     }
 
     #[test]

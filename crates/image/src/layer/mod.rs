@@ -39,7 +39,9 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 
-pub use apply::{apply_layer, decompress, hash_layer};
+pub use apply::{
+    apply_layer, apply_layer_limited, decompress, hash_layer, hash_layer_limited, LayerTooLarge,
+};
 pub(crate) use apply::{next_entry, Budgeted};
 pub use diff::{changes, write_layer_diff};
 pub use whiteout::{
@@ -49,6 +51,18 @@ pub use whiteout::{
 /// The most tar metadata (header blocks, GNU long names, PAX records) accepted for a single
 /// entry. The tar crate buffers these in memory, so a hostile layer must not make them huge.
 pub const MAX_ENTRY_METADATA: u64 = 4 << 20;
+
+/// The most bytes a layer may hold uncompressed unless the store says otherwise
+/// ([`ImageStore::set_max_layer_size`](crate::images::ImageStore::set_max_layer_size)).
+///
+/// A fixed bound rather than a multiple of the compressed size: a legitimate layer with a
+/// large sparse or zero-filled file (a disk image, a preallocated database) compresses far
+/// beyond any ratio gzip bombs need, and zstd goes further still, so a ratio would refuse
+/// real images while a bound on the output is what protects the disk. 64 GiB is several
+/// times the largest layers real images have (CUDA and ML images carry layers of a few GiB),
+/// so no real image hits it, while a bomb stops at a known size; hosts with less disk set a
+/// smaller one.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
 
 /// What applying a layer produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +105,10 @@ pub enum LayerError {
     /// An entry the layer may not contain: an escape attempt or a malformed entry.
     #[error("layer entry {entry:?}: {reason}")]
     Rejected { entry: String, reason: Reject },
+    /// The layer unpacks to more than the store allows (a decompression bomb, or a layer
+    /// bigger than this host was configured to accept).
+    #[error("{0}")]
+    TooLarge(LayerTooLarge),
     /// A filesystem operation for an entry failed.
     #[error("layer entry {entry:?}: {op}: {source}")]
     Entry {
