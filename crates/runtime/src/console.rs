@@ -21,6 +21,12 @@ pub fn connect(socket: &Path) -> Result<UnixStream> {
 
 /// In the init, after pivot_root: open a pty, send its master, make the slave our terminal.
 pub fn setup(socket: &UnixStream, uid: u32, gid: u32) -> Result<()> {
+    setup_pty(socket, uid, gid, true)
+}
+
+/// `setup`; `bind_console` false for a process exec'd into a running container, whose
+/// /dev/console is the init's terminal and stays so.
+pub(crate) fn setup_pty(socket: &UnixStream, uid: u32, gid: u32, bind_console: bool) -> Result<()> {
     let master = open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -36,7 +42,9 @@ pub fn setup(socket: &UnixStream, uid: u32, gid: u32) -> Result<()> {
     // The process's user must own its terminal, as login does.
     nix::unistd::fchown(&slave, Some(uid.into()), Some(gid.into()))
         .context("cannot chown the pty")?;
-    bind_dev_console(&slave)?;
+    if bind_console {
+        bind_dev_console(&slave)?;
+    }
     send_fd(socket, &master, &name)?;
     drop(master);
     make_controlling_terminal(&slave)

@@ -184,14 +184,28 @@ fn spawn_init(
             sys::Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
         };
     }
-    let intermediate = match clone_init(0)? {
+    let report = args.sync.try_clone().ok();
+    let enter = || namespaces.enter_for_init(linux);
+    clone_through_intermediate(sync, report, flags, enter, move || init::run(args))
+}
+
+/// Fork an intermediate process that runs `enter` (joining namespaces, which changes a
+/// process for good), then clones `flags | CLONE_PARENT` to run `child` — so the clone is
+/// the caller's child — reports its pid on `report` and exits. Returns the clone's pid and
+/// a pidfd. Shared by the init (joined namespaces) and exec (all of the container's).
+pub(crate) fn clone_through_intermediate(
+    sync: &mut UnixStream,
+    mut report: Option<UnixStream>,
+    flags: u64,
+    enter: impl FnOnce() -> Result<()>,
+    child: impl FnOnce() -> std::convert::Infallible,
+) -> Result<(i32, OwnedFd)> {
+    let fork = |flags| sys::clone3_fork(flags).context("cannot fork");
+    let intermediate = match fork(0)? {
         sys::Forked::Child => {
-            let mut report = args.sync.try_clone().ok();
-            let result = namespaces.enter_for_init(linux).and_then(|()| {
-                match clone_init(flags | libc::CLONE_PARENT as u64)? {
-                    sys::Forked::Child => init::run(args),
-                    sys::Forked::Parent { pid, .. } => Ok(pid),
-                }
+            let result = enter().and_then(|()| match fork(flags | libc::CLONE_PARENT as u64)? {
+                sys::Forked::Child => match child() {},
+                sys::Forked::Parent { pid, .. } => Ok(pid),
             });
             let msg = match result {
                 Ok(pid) => format!("{}{pid}", MSG_PID as char),
@@ -205,7 +219,8 @@ fn spawn_init(
         }
         sys::Forked::Parent { pid, .. } => pid,
     };
-    drop(args);
+    // Our copies of the child's ends: the intermediate's death must read as EOF.
+    drop((report, child));
     let reported = read_message(sync);
     let _ = nix::sys::wait::waitpid(Pid::from_raw(intermediate), None);
     let pid: i32 = match reported? {
@@ -213,14 +228,14 @@ fn spawn_init(
             .parse()
             .context("bad pid from the intermediate process")?,
         (MSG_ERROR, text) => bail!("{text}"),
-        _ => bail!("the intermediate process exited without cloning the init"),
+        _ => bail!("the intermediate process exited without cloning the process"),
     };
-    // CLONE_PARENT made the init our child: its pid cannot be reused before we reap it.
+    // CLONE_PARENT made it our child: its pid cannot be reused before we reap it.
     Ok((pid, sys::pidfd_open(pid).context("pidfd_open")?))
 }
 
 /// One message from the sync socket: its kind byte and text; kind 0 at EOF.
-fn read_message(sync: &mut UnixStream) -> Result<(u8, String)> {
+pub(crate) fn read_message(sync: &mut UnixStream) -> Result<(u8, String)> {
     let mut buf = vec![0u8; 64 * 1024];
     let n = sync
         .read(&mut buf)
@@ -338,7 +353,7 @@ fn wait_readable(fifo: &OwnedFd, pidfd: &OwnedFd) -> Result<()> {
 }
 
 /// A pidfd of the container's init if it is still the process we started.
-fn init_pidfd(state: &State) -> Result<Option<OwnedFd>> {
+pub(crate) fn init_pidfd(state: &State) -> Result<Option<OwnedFd>> {
     let pidfd = match sys::pidfd_open(state.pid) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),

@@ -106,7 +106,7 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     Ok(exe)
 }
 
-fn wait_for_parent(mut sync: &UnixStream) -> Result<()> {
+pub(crate) fn wait_for_parent(mut sync: &UnixStream) -> Result<()> {
     let mut byte = [0u8];
     match sync.read(&mut byte) {
         Ok(1) if byte[0] == MSG_GO => Ok(()),
@@ -178,7 +178,7 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
 /// The program gets default dispositions and an empty mask, whatever the runtime inherited
 /// or set up: an ignored signal stays ignored across exec (Rust ignores SIGPIPE; a caller may
 /// ignore SIGCHLD, which would make the program's children vanish unwaited).
-fn reset_signals() -> Result<()> {
+pub(crate) fn reset_signals() -> Result<()> {
     for signal in 1..=libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;

@@ -5,6 +5,7 @@
 pub mod cgroups;
 pub mod console;
 pub mod container;
+pub mod exec;
 pub mod features;
 mod init;
 pub mod log;
