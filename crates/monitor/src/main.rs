@@ -1,1 +1,78 @@
-fn main() {}
+//! `berth-monitor <dir>`: one per container (or exec). Reads `<dir>/monitor.json`, creates
+//! the container (or checks the one to exec in is running), reports ready on fd 3, then
+//! serves its socket until the process exits, and records the exit.
+//!
+//! Single-threaded and synchronous: it forks (create, exec), and it stays small.
+
+mod output;
+mod serve;
+mod stdio;
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use berth_monitor::client::READY_FD;
+use berth_monitor::protocol::{MonitorConfig, Reply, CONFIG_FILE};
+
+fn main() {
+    let ready = take_ready_fd();
+    let result = setup_signals().and_then(|()| {
+        let dir = std::env::args_os()
+            .nth(1)
+            .context("usage: berth-monitor <dir>")?;
+        let path = Path::new(&dir).join(CONFIG_FILE);
+        let text =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: MonitorConfig =
+            serde_json::from_slice(&text).with_context(|| format!("invalid {}", path.display()))?;
+        serve::Monitor::setup(cfg)
+    });
+    let reply = match &result {
+        Ok(_) => Reply::ok(),
+        Err(e) => Reply::error(format!("{e:#}")),
+    };
+    if let Some(ready) = ready {
+        let mut file = std::fs::File::from(ready);
+        let mut line = serde_json::to_vec(&reply).unwrap_or_default();
+        line.push(b'\n');
+        let _ = file.write_all(&line);
+    }
+    let code = match result.and_then(serve::Monitor::run) {
+        Ok(()) => 0,
+        Err(e) => {
+            // After ready nobody reads our output; stderr is /dev/null unless run by hand.
+            eprintln!("berth-monitor: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// fd 3, if our parent passed one, made close-on-exec (the container's process must not
+/// keep it).
+fn take_ready_fd() -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only checks whether the fd is open.
+    if unsafe { libc::fcntl(READY_FD, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: as above; fd 3 is ours by the spawn protocol and owned only here.
+    unsafe { libc::fcntl(READY_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the fd is open and nothing else in this process owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(READY_FD) })
+}
+
+/// Outlive the daemon: a hang-up (the session going) or a client gone (SIGPIPE) must not
+/// kill the monitor. SIGCHLD must be default, not ignored (inherited through exec), or the
+/// kernel would reap the container's init before we read its exit status.
+fn setup_signals() -> Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_IGN/SIG_DFL runs no handler code.
+    unsafe {
+        signal(Signal::SIGPIPE, SigHandler::SigIgn)?;
+        signal(Signal::SIGHUP, SigHandler::SigIgn)?;
+        signal(Signal::SIGCHLD, SigHandler::SigDfl)?;
+    }
+    Ok(())
+}
