@@ -64,6 +64,9 @@ pub struct Engine {
     pub volumes: volumes::VolumeStore,
     pub events: events::Events,
     pub execs: exec::ExecStore,
+    /// The runtime berthd runs on: sync engine calls (on the blocking pool) start watchers
+    /// and wait for state changes through it.
+    pub rt: tokio::runtime::Handle,
 }
 
 impl Engine {
@@ -85,6 +88,8 @@ impl Engine {
             volumes,
             events: events::Events::new(),
             execs: exec::ExecStore::default(),
+            rt: tokio::runtime::Handle::try_current()
+                .context("the engine must be opened inside a tokio runtime")?,
         });
         container::lifecycle::restore(&engine)?;
         Ok(engine)
@@ -92,5 +97,10 @@ impl Engine {
 
     pub fn root(&self) -> &Path {
         &self.config.root
+    }
+
+    /// The cgroup of container `id` (relative to each hierarchy's root): `<parent>/<id>`.
+    pub fn cgroup_path(&self, id: &str) -> PathBuf {
+        Path::new(&self.config.cgroup_parent).join(id)
     }
 }

@@ -5,8 +5,10 @@
 pub mod initlayer;
 pub mod lifecycle;
 pub mod mounts;
+pub mod names;
 pub mod spec;
 pub mod user;
+pub mod view;
 
 use std::collections::HashMap;
 use std::fs;
@@ -138,6 +140,18 @@ pub struct Handle {
     pub paths: Paths,
     record: Mutex<Container>,
     changed: watch::Sender<State>,
+    /// Attaches made before the container started: handed to its monitor at start.
+    pub(crate) pending_attaches: Mutex<Vec<PendingAttach>>,
+    /// Serializes start/stop/rm of this container (the record lock is held only briefly).
+    pub(crate) op: Mutex<()>,
+}
+
+/// The monitor's end of an attach that waits for the container to start.
+pub(crate) struct PendingAttach {
+    pub stream: std::os::unix::net::UnixStream,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
 }
 
 impl Handle {
@@ -147,6 +161,8 @@ impl Handle {
             paths: Paths { dir },
             changed: watch::channel(record.state.clone()).0,
             record: Mutex::new(record),
+            pending_attaches: Mutex::new(Vec::new()),
+            op: Mutex::new(()),
         })
     }
 
@@ -194,7 +210,9 @@ impl ContainerStore {
     pub fn open(root: &Path) -> anyhow::Result<ContainerStore> {
         fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
         let mut containers = HashMap::new();
-        for entry in fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))? {
+        for entry in
+            fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?
+        {
             let dir = entry?.path();
             let record = fs::read(dir.join(RECORD_FILE))
                 .map_err(anyhow::Error::from)
@@ -234,9 +252,9 @@ impl ContainerStore {
         if let Some(handle) = map.values().find(|h| h.lock().name == name) {
             return Ok(handle.clone());
         }
-        let mut matches = map.values().filter(|h| {
-            !name_or_id.is_empty() && h.id.starts_with(name_or_id)
-        });
+        let mut matches = map
+            .values()
+            .filter(|h| !name_or_id.is_empty() && h.id.starts_with(name_or_id));
         match (matches.next(), matches.next()) {
             (Some(handle), None) => Ok(handle.clone()),
             (Some(_), Some(_)) => Err(Error::InvalidParameter(format!(

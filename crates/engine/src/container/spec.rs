@@ -1,1 +1,505 @@
-//! (being written)
+//! The OCI spec of a container, from its (image-merged) config and host config, with
+//! Docker's defaults: the 14 default capabilities, masked and read-only paths, /proc, /dev,
+//! /sys read-only, /dev/shm, the init layer's files bind-mounted, resources in cgroups.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use bollard_stubs::models::HostConfig;
+use oci_spec::runtime::{
+    Capability, LinuxBlockIoBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
+    Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use super::user::ResolvedUser;
+use super::Container;
+use crate::error::{Error, Result};
+
+/// Where `--init` puts berth-init in the container, and what it is called as.
+pub const INIT_PATH: &str = "/sbin/berth-init";
+
+/// Docker's default capabilities (moby oci/caps/defaults.go): CapEff 00000000a80425fb.
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+const MASKED_PATHS: [&str; 13] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+    "/sys/devices/system/cpu/cpu0/thermal_throttle",
+];
+
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Docker's default CFS period, for `--cpus`.
+const CPU_PERIOD: u64 = 100_000;
+
+/// Everything a spec is made from besides the container record.
+pub struct SpecInputs<'a> {
+    pub rootfs: &'a Path,
+    pub user: &'a ResolvedUser,
+    /// `(path in the container, host file)` of the init layer's files.
+    pub init_files: &'a [(&'static str, PathBuf)],
+    /// Binds, volumes, tmpfs (see `mounts::oci_mounts`).
+    pub mounts: Vec<Mount>,
+    pub cgroup_path: PathBuf,
+    /// The berth-init binary, when the container asked for `--init`.
+    pub init_binary: Option<&'a Path>,
+}
+
+/// The process's argv: entrypoint + cmd.
+pub fn argv_of(c: &bollard_stubs::models::ContainerConfig) -> Vec<String> {
+    let mut argv: Vec<String> = c.entrypoint.iter().flatten().cloned().collect();
+    argv.extend(c.cmd.iter().flatten().cloned());
+    argv
+}
+
+pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
+    let host = &container.host_config;
+    let privileged = host.privileged.unwrap_or(false);
+    let mut args = argv_of(&container.config);
+    if args.is_empty() {
+        return Err(Error::InvalidParameter("No command specified".into()));
+    }
+    if inputs.init_binary.is_some() {
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
+    let process = process(container, inputs.user, args, privileged)?;
+    let mut mounts = default_mounts(privileged, host)?;
+    for (target, source) in inputs.init_files {
+        mounts.push(bind(target, source, &["rbind", "rprivate"])?);
+    }
+    if let Some(init) = inputs.init_binary {
+        mounts.push(bind(INIT_PATH, init, &["bind", "ro", "nosuid", "nodev"])?);
+    }
+    mounts.extend(inputs.mounts);
+
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces(host))
+        .cgroups_path(inputs.cgroup_path.clone())
+        .resources(resources(host)?);
+    if !privileged {
+        linux = linux
+            .masked_paths(
+                MASKED_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .readonly_paths(
+                READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
+    }
+    let linux = linux.build().map_err(|e| anyhow!("linux: {e}"))?;
+    let hostname = container.config.hostname.clone().unwrap_or_default();
+    let spec = SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(inputs.rootfs)
+                .readonly(host.readonly_rootfs.unwrap_or(false))
+                .build()
+                .map_err(|e| anyhow!("root: {e}"))?,
+        )
+        .hostname(hostname)
+        .mounts(mounts)
+        .process(process)
+        .linux(linux)
+        .build()
+        .map_err(|e| anyhow!("spec: {e}"))?;
+    Ok(spec)
+}
+
+fn process(
+    container: &Container,
+    user: &ResolvedUser,
+    args: Vec<String>,
+    privileged: bool,
+) -> Result<Process> {
+    let host = &container.host_config;
+    let caps = capabilities(host, privileged)?;
+    let caps = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .permitted(caps.clone())
+        .effective(caps)
+        .inheritable(
+            Vec::<Capability>::new()
+                .into_iter()
+                .collect::<oci_spec::runtime::Capabilities>(),
+        )
+        .ambient(
+            Vec::<Capability>::new()
+                .into_iter()
+                .collect::<oci_spec::runtime::Capabilities>(),
+        )
+        .build()
+        .map_err(|e| anyhow!("capabilities: {e}"))?;
+    let no_new_privileges = host.security_opt.iter().flatten().any(|o| {
+        matches!(
+            o.as_str(),
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
+        )
+    });
+    let cwd = container
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let mut builder = ProcessBuilder::default()
+        .terminal(container.config.tty.unwrap_or(false))
+        .args(args)
+        .env(environment(container, user))
+        .cwd(cwd)
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.additional_gids.clone())
+                .build()
+                .map_err(|e| anyhow!("user: {e}"))?,
+        )
+        .capabilities(caps)
+        .no_new_privileges(no_new_privileges)
+        .rlimits(rlimits(host)?);
+    if let Some(adj) = host.oom_score_adj {
+        builder = builder.oom_score_adj(adj as i32);
+    }
+    Ok(builder.build().map_err(|e| anyhow!("process: {e}"))?)
+}
+
+/// The container's Env (already merged with the image's at create) plus what Docker adds:
+/// PATH when missing, HOSTNAME, HOME, TERM with a tty.
+pub fn environment(container: &Container, user: &ResolvedUser) -> Vec<String> {
+    let mut env: Vec<String> = container.config.env.clone().unwrap_or_default();
+    let has = |env: &[String], key: &str| env.iter().any(|e| e.split('=').next() == Some(key));
+    if !has(&env, "PATH") {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    let mut extra = vec![format!(
+        "HOSTNAME={}",
+        container.config.hostname.clone().unwrap_or_default()
+    )];
+    if container.config.tty.unwrap_or(false) {
+        extra.push("TERM=xterm".into());
+    }
+    if !has(&env, "HOME") {
+        extra.push(format!("HOME={}", user.home));
+    }
+    // Docker puts its own additions first, so the user's values win in a later lookup.
+    extra.retain(|e| !has(&env, e.split('=').next().unwrap_or("")));
+    extra.extend(env);
+    extra
+}
+
+fn parse_cap(name: &str) -> Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    full.parse::<Capability>()
+        .map_err(|_| Error::InvalidParameter(format!("unknown capability: \"{name}\"")))
+}
+
+/// Docker's defaults with `--cap-add`/`--cap-drop` ("ALL" works in both); every capability
+/// the host's bounding set has with `--privileged` (this VM's lacks CAP_SYS_RESOURCE, and
+/// asking for more than the host has fails).
+fn capabilities(host: &HostConfig, privileged: bool) -> Result<oci_spec::runtime::Capabilities> {
+    let all = || host_capabilities();
+    if privileged {
+        return Ok(all()?.into_iter().collect());
+    }
+    let mut caps: Vec<Capability> = DEFAULT_CAPS.to_vec();
+    let drops = host.cap_drop.iter().flatten();
+    for d in drops {
+        if d.eq_ignore_ascii_case("ALL") {
+            caps.clear();
+        } else {
+            let cap = parse_cap(d)?;
+            caps.retain(|c| *c != cap);
+        }
+    }
+    for a in host.cap_add.iter().flatten() {
+        if a.eq_ignore_ascii_case("ALL") {
+            caps = all()?;
+        } else {
+            let cap = parse_cap(a)?;
+            if !caps.contains(&cap) {
+                caps.push(cap);
+            }
+        }
+    }
+    Ok(caps.into_iter().collect())
+}
+
+/// The capabilities in this process's bounding set.
+fn host_capabilities() -> Result<Vec<Capability>> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .context("no CapBnd in /proc/self/status")?;
+    let mut caps: Vec<Capability> = caps::all()
+        .into_iter()
+        .filter(|c| bounding & (1u64 << c.index()) != 0)
+        // caps prints CAP_CHOWN; oci-spec parses CHOWN.
+        .filter_map(|c| {
+            c.to_string()
+                .trim_start_matches("CAP_")
+                .parse::<Capability>()
+                .ok()
+        })
+        .collect();
+    caps.sort_by_key(|c| c.to_string());
+    Ok(caps)
+}
+
+fn bind(target: &str, source: &Path, options: &[&str]) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(target)
+        .typ("bind")
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| anyhow!("mount {target}: {e}"))?)
+}
+
+fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| anyhow!("mount {destination}: {e}"))?)
+}
+
+/// Docker's /proc, /dev, /dev/pts, /sys, /sys/fs/cgroup, /dev/mqueue, /dev/shm.
+fn default_mounts(privileged: bool, host: &HostConfig) -> Result<Vec<Mount>> {
+    let sys_mode = if privileged { "rw" } else { "ro" };
+    let shm_size = host.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+    let shm_size = format!("size={shm_size}");
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_mode],
+        )?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
+        )?,
+    ])
+}
+
+/// New pid, ipc, uts, mount and cgroup namespaces; a new network namespace unless the
+/// container uses the host's network.
+fn namespaces(host: &HostConfig) -> Vec<LinuxNamespace> {
+    let mut types = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if !is_host_network(host) {
+        types.push(LinuxNamespaceType::Network);
+    }
+    types
+        .into_iter()
+        .map(|typ| {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(typ);
+            ns
+        })
+        .collect()
+}
+
+pub fn is_host_network(host: &HostConfig) -> bool {
+    host.network_mode.as_deref() == Some("host")
+}
+
+fn rlimits(host: &HostConfig) -> Result<Vec<PosixRlimit>> {
+    let mut out = Vec::new();
+    for u in host.ulimits.iter().flatten() {
+        let name = u.name.clone().unwrap_or_default();
+        let typ: PosixRlimitType = format!("RLIMIT_{}", name.to_ascii_uppercase())
+            .parse()
+            .map_err(|_| Error::InvalidParameter(format!("invalid ulimit type: {name}")))?;
+        let soft = u.soft.unwrap_or(0);
+        let hard = u.hard.unwrap_or(soft);
+        if soft < 0 || hard < 0 || soft > hard {
+            return Err(Error::InvalidParameter(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        out.push(
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(soft as u64)
+                .hard(hard as u64)
+                .build()
+                .map_err(|e| anyhow!("rlimit: {e}"))?,
+        );
+    }
+    Ok(out)
+}
+
+fn resources(host: &HostConfig) -> Result<LinuxResources> {
+    let mut r = LinuxResourcesBuilder::default();
+    let memory = host.memory.filter(|m| *m > 0);
+    if let Some(limit) = memory {
+        if limit < 6 << 20 {
+            return Err(Error::InvalidParameter(
+                "Minimum memory limit allowed is 6MB".into(),
+            ));
+        }
+        let mut m = LinuxMemoryBuilder::default().limit(limit);
+        // Docker: swap unset → as much swap as memory (memory+swap = 2 × memory).
+        match host.memory_swap {
+            Some(-1) => m = m.swap(-1),
+            Some(s) if s > 0 => {
+                if s < limit {
+                    return Err(Error::InvalidParameter(
+                        "Minimum memoryswap limit should be larger than memory limit, see usage"
+                            .into(),
+                    ));
+                }
+                m = m.swap(s)
+            }
+            _ => m = m.swap(limit * 2),
+        }
+        r = r.memory(m.build().map_err(|e| anyhow!("memory: {e}"))?);
+    }
+    let mut cpu = LinuxCpuBuilder::default();
+    let mut has_cpu = false;
+    if let Some(nano) = host.nano_cpus.filter(|n| *n > 0) {
+        if host.cpu_quota.unwrap_or(0) > 0 || host.cpu_period.unwrap_or(0) > 0 {
+            return Err(Error::InvalidParameter(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+            ));
+        }
+        cpu = cpu
+            .quota(nano * CPU_PERIOD as i64 / 1_000_000_000)
+            .period(CPU_PERIOD);
+        has_cpu = true;
+    }
+    if let Some(q) = host.cpu_quota.filter(|q| *q > 0) {
+        cpu = cpu.quota(q);
+        has_cpu = true;
+    }
+    if let Some(p) = host.cpu_period.filter(|p| *p > 0) {
+        cpu = cpu.period(p as u64);
+        has_cpu = true;
+    }
+    if let Some(s) = host.cpu_shares.filter(|s| *s > 0) {
+        cpu = cpu.shares(s as u64);
+        has_cpu = true;
+    }
+    if let Some(cpus) = host.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
+        cpu = cpu.cpus(cpus);
+        has_cpu = true;
+    }
+    if let Some(mems) = host.cpuset_mems.clone().filter(|c| !c.is_empty()) {
+        cpu = cpu.mems(mems);
+        has_cpu = true;
+    }
+    if has_cpu {
+        r = r.cpu(cpu.build().map_err(|e| anyhow!("cpu: {e}"))?);
+    }
+    if let Some(limit) = host.pids_limit.filter(|p| *p != 0) {
+        r = r.pids(
+            LinuxPidsBuilder::default()
+                .limit(limit)
+                .build()
+                .map_err(|e| anyhow!("pids: {e}"))?,
+        );
+    }
+    if let Some(weight) = host.blkio_weight.filter(|w| *w > 0) {
+        if !(10..=1000).contains(&weight) {
+            return Err(Error::InvalidParameter(
+                "Range of blkio weight is from 10 to 1000".into(),
+            ));
+        }
+        r = r.block_io(
+            LinuxBlockIoBuilder::default()
+                .weight(weight)
+                .build()
+                .map_err(|e| anyhow!("blkio: {e}"))?,
+        );
+    }
+    Ok(r.build().map_err(|e| anyhow!("resources: {e}"))?)
+}
