@@ -1,0 +1,546 @@
+//! What the engine makes of a container, seen from inside it and from the host: cgroup
+//! limits, volumes, the init layer, networks, users, rlimits, capabilities, --init,
+//! restart policies, pause, and containers outliving a killed berthd.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, Daemon};
+
+/// The container's cgroup directory in the v1 `controller` hierarchy.
+fn cgroup_dir(d: &Daemon, controller: &str, id: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(d.cgroup_parent.trim_start_matches('/'))
+        .join(id)
+}
+
+fn inspect(d: &Daemon, format: &str, name: &str) -> String {
+    d.docker_ok(&["inspect", "-f", format, name])
+        .trim()
+        .to_string()
+}
+
+/// Poll `f` until it holds (the engine records exits asynchronously), at most 20 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn memory_limit_is_in_the_containers_cgroup() {
+    let d = Daemon::start_with_busybox("memory");
+    let id = d.docker_ok(&["run", "-d", "--memory", "64m", "busybox", "sleep", "100"]);
+    let id = id.trim();
+    let host = std::fs::read_to_string(cgroup_dir(&d, "memory", id).join("memory.limit_in_bytes"))
+        .expect("the container's memory cgroup");
+    assert_eq!(host.trim(), "67108864");
+    // The container sees its own cgroup (a cgroup namespace) with the limit.
+    let inside = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "busybox",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert_eq!(inside.trim(), "67108864");
+    assert_eq!(inspect(&d, "{{.HostConfig.Memory}}", id), "67108864");
+    d.docker_ok(&["rm", "-f", id]);
+    assert!(!cgroup_dir(&d, "memory", id).exists(), "cgroup left behind");
+}
+
+#[test]
+fn cpu_and_pids_limits_reach_the_cgroup() {
+    let d = Daemon::start_with_busybox("cpu-pids");
+    let id = d.docker_ok(&[
+        "run",
+        "-d",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    let read = |ctrl: &str, file: &str| {
+        std::fs::read_to_string(cgroup_dir(&d, ctrl, id).join(file))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(read("cpu", "cpu.shares"), "512");
+    assert_eq!(read("pids", "pids.max"), "20");
+    d.docker_ok(&["rm", "-f", id]);
+}
+
+#[test]
+fn named_volume_outlives_its_container() {
+    let d = Daemon::start_with_busybox("volume");
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "keep:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "keep:/data",
+        "busybox",
+        "cat",
+        "/data/f",
+    ]);
+    assert_eq!(out, "kept\n");
+    let ls = d.docker_ok(&["volume", "ls", "-q"]);
+    assert!(ls.lines().any(|l| l == "keep"), "{ls}");
+}
+
+#[test]
+fn a_new_volume_starts_with_the_images_files() {
+    let d = Daemon::start_with_busybox("volume-copy");
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "cat",
+        "/etc/passwd",
+    ]);
+    assert!(out.starts_with("root:"), "{out}");
+}
+
+#[test]
+fn bind_mounts_read_only_and_read_write() {
+    let d = Daemon::start_with_busybox("binds");
+    let host = d.dir.path().join("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "from host\n").unwrap();
+    let rw = format!("{}:/mnt", host.display());
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &rw,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/in > /mnt/out",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out")).unwrap(),
+        "from host\n"
+    );
+    let ro = format!("{}:/mnt:ro", host.display());
+    let out = d.docker(&["run", "--rm", "-v", &ro, "busybox", "touch", "/mnt/x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn init_layer_names_the_container() {
+    let d = Daemon::start_with_busybox("init-layer");
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("web"));
+    assert_eq!(lines.next(), Some("web"));
+    assert!(out.contains("127.0.0.1\tlocalhost"), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("\tweb")), "{out}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("nameserver 127.")),
+        "loopback nameserver leaked into the container: {out}"
+    );
+    // Without --hostname: the short id, as Docker does.
+    d.docker_ok(&["run", "--name", "short", "busybox", "hostname"]);
+    let id = inspect(&d, "{{.Id}}", "short");
+    let logs = d.docker_ok(&["logs", "short"]);
+    assert_eq!(logs.trim(), &id[..12]);
+    // The init files are the container's own: edits do not show in diff.
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "edits",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x >> /etc/hosts",
+    ]);
+    let diff = d.docker_ok(&["diff", "edits"]);
+    assert!(!diff.contains("/etc/hosts"), "{diff}");
+}
+
+#[test]
+fn network_none_has_loopback_and_host_sees_the_host() {
+    let d = Daemon::start_with_busybox("network");
+    let none = d.docker_ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c",
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ping -c1 -W2 127.0.0.1 >/dev/null && echo lo-up"]);
+    assert_eq!(none, "lo\nlo-up\n");
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .count();
+    let host = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "cat",
+        "/proc/net/dev",
+    ]);
+    assert_eq!(host.lines().count(), host_ifaces, "{host}");
+}
+
+#[test]
+fn users_capabilities_and_rlimits_like_docker() {
+    let d = Daemon::start_with_busybox("process");
+    let out = d.docker_ok(&["run", "--rm", "-u", "nobody", "busybox", "id"]);
+    assert!(out.starts_with("uid=65534(nobody)"), "{out}");
+    let caps = d.docker_ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(caps.split_whitespace().nth(1), Some("00000000a80425fb"));
+    let dropped = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(dropped.split_whitespace().nth(1), Some("0000000000000000"));
+    // Rlimits default to berthd's own (the host's), never above its hard limit.
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn",
+    ]);
+    assert_eq!(out, format!("{soft}\n{hard}\n"));
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=100:200",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn",
+    ]);
+    assert_eq!(out, "100\n200\n");
+    let env = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $PATH; pwd",
+    ]);
+    assert!(env.starts_with("1 /usr/local/sbin:"), "{env}");
+    assert!(env.ends_with("/tmp\n"), "{env}");
+}
+
+#[test]
+fn read_only_rootfs_refuses_writes() {
+    let d = Daemon::start_with_busybox("read-only");
+    let out = d.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    // /tmp-like scratch space still works through a tmpfs mount.
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "touch",
+        "/scratch/x",
+    ]);
+}
+
+#[test]
+fn init_is_pid_1_and_reaps() {
+    let d = Daemon::start_with_busybox("init");
+    let out = d.docker_ok(&["run", "--rm", "--init", "busybox", "sh", "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; sh -c 'sleep 0 & exec true'; sleep 0.2; ps -o stat,comm | grep -c Z || true"]);
+    assert!(out.starts_with("/sbin/berth-init -- sh -c"), "{out}");
+    assert!(out.ends_with("0\n"), "a zombie was left unreaped: {out}");
+    let code = d.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 4"]);
+    assert_eq!(code.status.code(), Some(4));
+}
+
+#[test]
+fn restart_policy_on_failure_gives_up_after_its_count() {
+    let d = Daemon::start_with_busybox("restart-policy");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    eventually("two restarts and a final exit", || {
+        inspect(&d, "{{.RestartCount}} {{.State.Status}}", "flaky") == "2 exited"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        inspect(
+            &d,
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+            "flaky"
+        ),
+        "2 exited 1"
+    );
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "true",
+    ]);
+    eventually("an always container restarting", || {
+        inspect(&d, "{{.RestartCount}}", "always")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 2
+    });
+    d.docker_ok(&["stop", "always"]);
+    let count = inspect(&d, "{{.RestartCount}}", "always");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        inspect(&d, "{{.RestartCount}} {{.State.Running}}", "always"),
+        format!("{count} false")
+    );
+}
+
+#[test]
+fn pause_freezes_and_unpause_thaws() {
+    let d = Daemon::start_with_busybox("pause");
+    let id = d.docker_ok(&["run", "-d", "busybox", "sleep", "100"]);
+    let id = id.trim();
+    d.docker_ok(&["pause", id]);
+    assert_eq!(
+        inspect(&d, "{{.State.Status}} {{.State.Paused}}", id),
+        "paused true"
+    );
+    let freezer = cgroup_dir(&d, "freezer", id).join("freezer.state");
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
+    let ps = d.docker_ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.trim().ends_with("(Paused)"), "{ps}");
+    d.docker_ok(&["unpause", id]);
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap().trim(), "THAWED");
+    assert_eq!(inspect(&d, "{{.State.Status}}", id), "running");
+    // A paused container still stops.
+    d.docker_ok(&["pause", id]);
+    d.docker_ok(&["stop", "-t", "1", id]);
+    assert_eq!(inspect(&d, "{{.State.Status}}", id), "exited");
+}
+
+#[test]
+fn inspect_shows_the_overlay_and_errors_read_like_docker() {
+    let d = Daemon::start_with_busybox("inspect");
+    d.docker_ok(&["create", "--name", "c1", "busybox", "true"]);
+    for dir in ["LowerDir", "UpperDir", "MergedDir", "WorkDir"] {
+        let path = inspect(&d, &format!("{{{{.GraphDriver.Data.{dir}}}}}"), "c1");
+        for p in path.split(':') {
+            assert!(std::path::Path::new(p).is_dir(), "{dir} {p} missing");
+        }
+    }
+    assert_eq!(
+        inspect(&d, "{{.GraphDriver.Name}} {{.State.Status}}", "c1"),
+        "overlay2 created"
+    );
+    for verb in ["start", "stop", "kill", "rm", "pause", "logs"] {
+        let out = d.docker(&[verb, "nosuch"]);
+        assert!(!out.status.success(), "{verb}");
+        assert!(
+            stderr(&out).contains("No such container: nosuch"),
+            "{verb}: {}",
+            stderr(&out)
+        );
+    }
+    let out = d.docker(&["kill", "c1"]);
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+    let out = d.docker(&["run", "--rm", "nosuchimage"]);
+    assert!(!out.status.success());
+    let out = d.docker(&["run", "--rm", "busybox", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+}
+
+#[test]
+fn three_containers_survive_a_daemon_kill() {
+    let mut d = Daemon::start_with_busybox("survive3");
+    for (name, code) in [("ca", 5), ("cb", 6), ("cc", 7)] {
+        let script = format!("trap 'exit {code}' TERM; while :; do echo tick; sleep 0.1; done");
+        d.docker_ok(&["run", "-d", "--name", name, "busybox", "sh", "-c", &script]);
+    }
+    eventually("ticks in the log", || {
+        d.docker_ok(&["logs", "ca"]).lines().count() >= 2
+    });
+    d.kill9();
+    let during = std::fs::metadata(d.root.join("containers")).is_ok();
+    assert!(during);
+    d.restart();
+    let ps = d.docker_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    let mut running: Vec<&str> = ps.lines().collect();
+    running.sort();
+    assert_eq!(running, ["ca running", "cb running", "cc running"]);
+    let before = d.docker_ok(&["logs", "ca"]).lines().count();
+    eventually("the log growing after the restart", || {
+        d.docker_ok(&["logs", "ca"]).lines().count() > before + 2
+    });
+    let waiter = d
+        .docker_cmd(&["wait", "ca", "cb", "cc"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    d.docker_ok(&["kill", "-s", "TERM", "ca", "cb", "cc"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "5\n6\n7\n");
+}
+
+/// A command under a pseudo-terminal (util-linux `script`): type lines once the output shows
+/// what the last line should have produced, instead of guessing with sleeps.
+struct PtySession {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PtySession {
+    fn spawn(command_line: &str) -> PtySession {
+        use std::io::Read;
+        let mut child = std::process::Command::new("script")
+            .args(["-qefc", command_line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run script");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        PtySession {
+            child,
+            stdin,
+            output,
+        }
+    }
+
+    /// Wait until the output (after `from` bytes) contains `text`; the output so far.
+    fn expect(&self, from: usize, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.output.lock().unwrap().clone();
+            if out.get(from..).is_some_and(|o| o.contains(text)) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "no {text:?} in {out:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+#[test]
+fn run_it_gives_a_shell_whose_pid_1_is_sh() {
+    let d = Daemon::start_with_busybox("run-it");
+    let line = format!(
+        "{} -H unix://{} run -it --rm busybox sh",
+        "/usr/local/bin/docker",
+        d.socket.display()
+    );
+    let mut pty = PtySession::spawn(&line);
+    pty.expect(0, "# ");
+    let mark = pty.len();
+    pty.send("ps -o pid,comm | grep '^ *1 '");
+    let out = pty.expect(mark, "1 sh");
+    assert!(out.contains("1 sh"), "{out}");
+    let mark = pty.len();
+    pty.send("stty size; echo $TERM");
+    pty.expect(mark, "xterm");
+    pty.send("exit 3");
+    let status = pty.child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{}", pty.output.lock().unwrap());
+    assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
+}
