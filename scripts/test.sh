@@ -5,8 +5,10 @@
 #      rootfs trees with scripts/make-busybox-rootfs.sh)
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
-#   4. cargo test --workspace: doc-tests first, then every other target, so
-#      the output ends with cargo's "test result: ..." lines of the real tests.
+#   4. cargo build --workspace --bins (the end-to-end tests run berthd, berth,
+#      berth-monitor and berth-init)
+#   5. cargo test --workspace: doc-tests first, then every other target; the
+#      output ends with one summary line of all of them.
 #
 # Extra arguments go to both `cargo test` runs, e.g.
 #   ./scripts/test.sh cgroups            # only tests whose name has "cgroups"
@@ -34,6 +36,11 @@ cargo fmt --all -- --check || die "code is not formatted: run 'cargo fmt --all' 
 
 info "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems (see above)"
+
+# The end-to-end tests run the binaries themselves (berthd starts berth-monitor and
+# berth-init; tests drive berth): cargo test builds only those of packages with tests.
+info "cargo build --workspace --bins"
+cargo build --workspace --bins || die "building the binaries failed (see above)"
 
 info "cargo test --workspace --doc"
 cargo test --workspace --doc "$@" || die "doc-tests failed (see above)"

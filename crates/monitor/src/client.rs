@@ -35,7 +35,7 @@ pub struct Spawned {
 pub fn spawn(monitor_bin: &Path, dir: &Path, config: &MonitorConfig) -> Result<Spawned> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let json = serde_json::to_vec_pretty(config).context("cannot encode the monitor config")?;
-    berth_runtime::state::write_atomic(&dir.join(CONFIG_FILE), &json)?;
+    berth_runtime::state::write_replace(&dir.join(CONFIG_FILE), &json)?;
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot make the ready pipe")?;
     let raw = write_end.as_raw_fd();

@@ -467,7 +467,7 @@ impl Monitor {
         let _ = std::fs::remove_file(&self.cfg.socket);
         if let Some(exited) = &self.exited {
             let json = serde_json::to_vec(&exited.status)?;
-            berth_runtime::state::write_atomic(&self.cfg.exit_file, &json)?;
+            berth_runtime::state::write_replace(&self.cfg.exit_file, &json)?;
         }
         // Dropping closes them; shutdown first so a client holding a dup sees EOF too.
         for a in &self.attaches {

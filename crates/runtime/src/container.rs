@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Linux, LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, CgroupManager};
-use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_PID, MSG_READY};
+use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_IN_CGROUP, MSG_PID, MSG_READY};
 use crate::namespaces::{self, Namespaces};
 use crate::state::{self, State, Status, EXEC_FIFO};
 use crate::{console, process, spec, sys};
@@ -267,13 +267,32 @@ fn setup_init(
     if let Some(process) = spec.process() {
         process::set_oom_score_adj(pid, process)?;
     }
-    cgroup.add_process(Pid::from_raw(pid))?;
     sync.write_all(&[MSG_GO])
         .context("cannot signal the container's init")?;
+    // While the init sets up its rootfs (see MSG_IN_CGROUP).
+    let moved = cgroup.add_process(Pid::from_raw(pid)).and_then(|()| {
+        sync.write_all(&[MSG_IN_CGROUP])
+            .context("cannot signal the container's init")
+    });
+    if let Err(e) = moved {
+        // The init may have failed first (and be gone): its own message says why.
+        return Err(init_error_if_any(sync).unwrap_or(e));
+    }
     match read_message(sync)? {
         (MSG_READY, _) => Ok(()),
         (MSG_ERROR, msg) => bail!("{msg}"),
         _ => bail!("the container's init exited during setup"),
+    }
+}
+
+/// The error the init reported, if it reported one already (without waiting for one).
+fn init_error_if_any(sync: &mut UnixStream) -> Option<anyhow::Error> {
+    sync.set_nonblocking(true).ok()?;
+    let message = read_message(sync);
+    let _ = sync.set_nonblocking(false);
+    match message {
+        Ok((MSG_ERROR, msg)) => Some(anyhow::anyhow!("{msg}")),
+        _ => None,
     }
 }
 

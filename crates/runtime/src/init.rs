@@ -20,6 +20,8 @@ use crate::{log, process};
 
 /// Messages on the sync socket between the runtime and the init.
 pub const MSG_GO: u8 = b'G';
+/// The init is in its cgroup: it may make its cgroup namespace and go on to exec.
+pub const MSG_IN_CGROUP: u8 = b'C';
 pub const MSG_READY: u8 = b'R';
 pub const MSG_ERROR: u8 = b'E';
 /// From the intermediate process: the init's pid.
@@ -72,11 +74,6 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .context("cannot become root in the user namespace (uid)")?;
     }
-    if ns.creates(LinuxNamespaceType::Cgroup) {
-        // Unshared only now that the parent has put us in our cgroup: it becomes the root.
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .context("cannot create the cgroup namespace")?;
-    }
     set_uts(args.spec, ns)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let process = args.spec.process().as_ref().context("process: missing")?;
@@ -95,6 +92,15 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
         crate::console::setup(socket, process.user().uid(), process.user().gid())?;
     }
     rootfs::finish(args.spec)?;
+    // The parent moves us into our cgroup while we set up the rootfs: on cgroup v1 the
+    // first move after a quiet spell waits out an RCU grace period (the kernel's
+    // threadgroup lock), which this overlaps with the mounts. Nothing above forks.
+    wait_for(&args.sync, MSG_IN_CGROUP)?;
+    if ns.creates(LinuxNamespaceType::Cgroup) {
+        // Unshared only now that we are in our cgroup: it becomes the namespace's root.
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .context("cannot create the cgroup namespace")?;
+    }
     process::set_rlimits(process)?;
     process::enter_cwd(process)?;
     let exe = process::find_executable(process)?;
@@ -106,10 +112,14 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     Ok(exe)
 }
 
-pub(crate) fn wait_for_parent(mut sync: &UnixStream) -> Result<()> {
+pub(crate) fn wait_for_parent(sync: &UnixStream) -> Result<()> {
+    wait_for(sync, MSG_GO)
+}
+
+fn wait_for(mut sync: &UnixStream, message: u8) -> Result<()> {
     let mut byte = [0u8];
     match sync.read(&mut byte) {
-        Ok(1) if byte[0] == MSG_GO => Ok(()),
+        Ok(1) if byte[0] == message => Ok(()),
         _ => bail!("the runtime went away before the container was set up"),
     }
 }

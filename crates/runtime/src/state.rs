@@ -96,8 +96,9 @@ impl State {
     }
 
     /// temp + fsync + rename: a crash leaves the old state or the new one, never half of one.
+    /// Atomic but not durable: the state describes processes, which a power loss ends too.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        write_atomic(&dir.join(STATE_FILE), &serde_json::to_vec(self)?)
+        write_replace(&dir.join(STATE_FILE), &serde_json::to_vec(self)?)
     }
 
     pub fn dir(&self, root: &Path) -> PathBuf {
@@ -144,10 +145,21 @@ impl State {
     }
 }
 
-/// Write a file atomically: a temp file beside it (named by our pid, so concurrent writers do
-/// not share one), fsync, rename, fsync of the directory so the rename itself is durable.
-/// On failure the temp file is removed and the old file is untouched.
+/// Write a file atomically and durably: a temp file beside it (named by our pid, so
+/// concurrent writers do not share one), fsync, rename, fsync of the directory so the rename
+/// itself is durable. On failure the temp file is removed and the old file is untouched.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, true)
+}
+
+/// Write a file atomically (readers see the old or the new content, never a part) but not
+/// durably: for run state that does not outlive the machine's uptime anyway (the runtime's
+/// state.json, bundles, exit files), where an fsync per write is pure latency.
+pub fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, false)
+}
+
+fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let name = path.file_name().context("atomic write needs a file name")?;
     let tmp = path.with_file_name(format!(
         ".{}.{}.tmp",
@@ -158,13 +170,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let mut file =
             fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         file.write_all(data)
-            .and_then(|_| file.sync_all())
+            .and_then(|_| if durable { file.sync_all() } else { Ok(()) })
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))
     })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
         return written;
+    }
+    if !durable {
+        return Ok(());
     }
     let dir = path
         .parent()

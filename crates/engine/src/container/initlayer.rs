@@ -52,19 +52,29 @@ impl InitLayer {
     /// Write the three files into `dir` (atomically each) and return (path in the container,
     /// host file) for the bind mounts.
     pub fn write(&self, dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        let mut binds = Vec::new();
-        for (target, name, text) in [
-            ("/etc/hostname", "hostname", &self.hostname),
-            ("/etc/hosts", "hosts", &self.hosts),
-            ("/etc/resolv.conf", "resolv.conf", &self.resolv_conf),
-        ] {
-            let path = dir.join(name);
-            berth_runtime::state::write_atomic(&path, text.as_bytes())
+        let binds = binds(dir);
+        for ((_, path), text) in binds
+            .iter()
+            .zip([&self.hostname, &self.hosts, &self.resolv_conf])
+        {
+            // Regenerated when lost: atomic, not durable.
+            berth_runtime::state::write_replace(path, text.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            binds.push((target, path));
         }
         Ok(binds)
     }
+}
+
+/// (path in the container, host file) of the init files a container keeps in `dir`.
+pub fn binds(dir: &Path) -> Vec<(&'static str, PathBuf)> {
+    [
+        ("/etc/hostname", "hostname"),
+        ("/etc/hosts", "hosts"),
+        ("/etc/resolv.conf", "resolv.conf"),
+    ]
+    .into_iter()
+    .map(|(target, name)| (target, dir.join(name)))
+    .collect()
 }
 
 fn localhost_hosts(hostname: &str, domainname: &str) -> String {

@@ -294,7 +294,6 @@ impl Engine {
             }
             Status::Created | Status::Exited => {}
         }
-        handle.update(|c| c.manually_stopped = false)?;
         self.start_handle(handle)
     }
 
@@ -310,7 +309,8 @@ impl Engine {
         let _ = berth_runtime::container::delete(&self.config.runtime_root(), &handle.id, true);
         let spec = self.container_spec(handle, &record)?;
         let bundle_config = run_dir.join("config.json");
-        berth_runtime::state::write_atomic(
+        // The bundle is run state (rewritten at every start): atomic, not durable.
+        berth_runtime::state::write_replace(
             &bundle_config,
             &serde_json::to_vec(&spec).context("cannot encode the OCI spec")?,
         )?;
@@ -374,6 +374,7 @@ impl Engine {
                 oom_killed: false,
                 error: String::new(),
             };
+            c.manually_stopped = false;
             c.path = argv.first().cloned().unwrap_or_default();
             c.args = argv.iter().skip(1).cloned().collect();
         })?;
@@ -431,8 +432,11 @@ impl Engine {
             record.config.user.as_deref().unwrap_or(""),
             &group_add,
         )?;
-        let layer = self.init_layer(record);
-        let init_files = layer.write(&handle.paths.dir)?;
+        // Written at create; kept with the container's own edits across restarts.
+        let mut init_files = super::initlayer::binds(&handle.paths.dir);
+        if !init_files.iter().all(|(_, file)| file.exists()) {
+            init_files = self.init_layer(record).write(&handle.paths.dir)?;
+        }
         let init_binary = host
             .init
             .unwrap_or(false)
@@ -488,14 +492,20 @@ impl Engine {
                 oom_killed: false,
             });
         let record = handle.get();
-        let _ = handle.update(|c| {
+        let record_exit = |c: &mut Container| {
             c.state.status = Status::Exited;
             c.state.pid = 0;
             c.state.monitor_pid = 0;
             c.state.exit_code = i64::from(exit.exit_code);
             c.state.finished_at = Some(exit.finished_at.clone());
             c.state.oom_killed = exit.oom_killed;
-        });
+        };
+        // A container removed right away needs no durable record of its exit.
+        if record.host_config.auto_remove.unwrap_or(false) {
+            handle.update_in_memory(record_exit);
+        } else {
+            let _ = handle.update(record_exit);
+        }
         let code = exit.exit_code.to_string();
         if exit.oom_killed {
             self.events
@@ -816,7 +826,9 @@ impl Engine {
                 handle.id
             )));
         }
-        handle.update(|c| c.state.status = Status::Removing)?;
+        // Not saved: a removal cut short leaves a record in its last saved state, which
+        // `rm` finishes.
+        handle.update_in_memory(|c| c.state.status = Status::Removing);
         Snapshot::remove(&handle.paths.snapshot())?;
         let _ = std::fs::remove_dir_all(self.config.run_dir(&handle.id));
         self.containers.remove(&handle.id)?;
@@ -920,11 +932,8 @@ pub fn restore(engine: &Arc<Engine>) -> anyhow::Result<()> {
                     engine.on_monitor_exit(&handle);
                 }
             }
-            Status::Removing => {
-                // A removal that crashed half-way: finish it.
-                let _ = engine.remove_handle(&handle, true, false);
-            }
-            Status::Created | Status::Exited | Status::Dead => {
+            // "removing" is never saved (see remove_handle).
+            Status::Created | Status::Exited | Status::Dead | Status::Removing => {
                 let policy = record
                     .host_config
                     .restart_policy

@@ -185,6 +185,15 @@ impl Handle {
         saved.map(|()| out)
     }
 
+    /// Change the record in memory only (a transient state like "removing") and wake the
+    /// waiters.
+    pub fn update_in_memory<T>(&self, f: impl FnOnce(&mut Container) -> T) -> T {
+        let mut record = self.lock();
+        let out = f(&mut record);
+        self.changed.send_replace(record.state.clone());
+        out
+    }
+
     /// Woken on every change; closed (`changed()` errs) once the container is removed.
     pub fn subscribe(&self) -> watch::Receiver<State> {
         self.changed.subscribe()
