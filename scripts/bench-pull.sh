@@ -37,6 +37,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/deps.sh"
 # shellcheck source=scripts/oci-layout.sh
 . "$(dirname "${BASH_SOURCE[0]}")/oci-layout.sh"
+# shellcheck source=scripts/dockerd.sh
+. "$(dirname "${BASH_SOURCE[0]}")/dockerd.sh"
 
 root_dir=$(repo_root)
 cd "$root_dir"
@@ -193,56 +195,11 @@ start_registry() {
 # --- dockerd -------------------------------------------------------------------------
 
 DOCKER_DIR=$WORK/docker
-DOCKER_SOCK=$DOCKER_DIR/docker.sock
-created_bridge=0
-dockerd_pid=
-
-make_bridge() {
-    ip link show "$BRIDGE" >/dev/null 2>&1 && return 0
-    ip link add "$BRIDGE" type bridge || die "cannot create bridge $BRIDGE"
-    created_bridge=1
-    ip addr add "$BRIDGE_ADDR" dev "$BRIDGE" || die "cannot address bridge $BRIDGE"
-}
-
-docker_cli() {
-    docker -H "unix://$DOCKER_SOCK" "$@"
-}
-
-# start_dockerd — a dockerd with an empty data root; waits until it answers.
-start_dockerd() {
-    local deadline=$((SECONDS + 60))
-    rm -rf -- "$DOCKER_DIR/data" "$DOCKER_DIR/exec"
-    mkdir -p -- "$DOCKER_DIR/data" "$DOCKER_DIR/exec"
-    echo '{}' >"$DOCKER_DIR/daemon.json"
-    dockerd --config-file "$DOCKER_DIR/daemon.json" --host "unix://$DOCKER_SOCK" \
-        --data-root "$DOCKER_DIR/data" \
-        --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/dockerd.pid" \
-        --bridge "$BRIDGE" --iptables=false --ip6tables=false --ip-masq=false \
-        --ip-forward=false --insecure-registry "127.0.0.1:$port" \
-        --storage-driver overlay2 </dev/null >>"$DOCKER_DIR/dockerd.log" 2>&1 &
-    dockerd_pid=$!
-    until docker_cli version >/dev/null 2>&1; do
-        kill -0 "$dockerd_pid" 2>/dev/null ||
-            die "dockerd exited during start-up; $DOCKER_DIR/dockerd.log says:
-$(tail -n 20 "$DOCKER_DIR/dockerd.log")"
-        ((SECONDS < deadline)) || die "dockerd did not answer within 60 s; see $DOCKER_DIR/dockerd.log"
-        sleep 0.1
-    done
-}
-
-stop_dockerd() {
-    [[ -n $dockerd_pid ]] || return 0
-    kill -TERM "$dockerd_pid" 2>/dev/null || true
-    wait "$dockerd_pid" 2>/dev/null || true
-    dockerd_pid=
-}
 
 cleanup() {
     stop_dockerd
     bash scripts/registry-fixture.sh stop "$WORK/registry" || true
-    if ((created_bridge)); then
-        ip link del "$BRIDGE" 2>/dev/null || true
-    fi
+    remove_bridge
 }
 
 # --- timing ----------------------------------------------------------------------------
@@ -252,7 +209,7 @@ prepare() {
     case $1 in
         berth) rm -rf -- "$WORK/runs/berth" ;;
         skopeo) rm -rf -- "$WORK/runs/skopeo" ;;
-        docker) stop_dockerd && start_dockerd ;;
+        docker) stop_dockerd && start_dockerd --insecure-registry "127.0.0.1:$port" ;;
     esac
     if ((drop_caches)); then
         sync

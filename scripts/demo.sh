@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# demo.sh — build berth-runtime and run a busybox container with it.
+# demo.sh — build berth and run containers from an image, as with docker.
 #
 # On a fresh Debian 12 machine (as root) this installs what it needs
-# (busybox-static, python3), builds `berth-runtime` in release mode, makes an
-# OCI bundle under target/demo/bundle (a busybox rootfs and a config.json made
-# by `berth-runtime spec`, then patched) and runs it with
+# (busybox-static and the image tools), builds berth in release mode (berthd, the berth CLI,
+# berth-monitor, berth-init, berth-runtime), starts a berthd of its own on a
+# temporary root and socket, loads a busybox image made from Debian's
+# busybox-static (no registry needed), and then drives it with the berth CLI:
 #
-#   berth-runtime --root <temp dir> run --bundle target/demo/bundle demo-<pid>
+#   berth run --rm busybox sh -c '...'         hostname, PID 1, cgroup, network
+#   berth run -d --name demo-web ... busybox   a detached container
+#   berth ps / logs / exec / stop / rm
 #
-# printing the container's output and exit code (which is also this script's
-# exit code). Safe to run again and again.
+# The real docker CLI works against the same socket (printed below while the
+# demo runs; DEMO_KEEP=1 leaves berthd running for that). Exits with the first
+# container's exit code. Safe to run again and again.
 #
 # Environment:
-#   BERTH_RUNTIME=/path/to/runtime  run the same bundle with another runtime
-#                                   with runc's CLI (e.g. /usr/sbin/runc);
-#                                   skips the cargo build.
+#   DEMO_KEEP=1   leave berthd and its containers running at the end
 set -euo pipefail
 
 # shellcheck source=scripts/deps.sh
@@ -26,65 +28,77 @@ cd "$root_dir"
 [[ $(id -u) -eq 0 ]] || die "containers need root: run this as root (e.g. sudo $0)"
 
 need_debian_packages busybox-static
-need_commands python3:python3
+need_cargo
+info "cargo build --release --workspace --bins"
+cargo build --release --workspace --bins || die "building berth failed (see cargo's output above)"
+bin=$root_dir/target/release
+for b in berthd berth berth-monitor berth-init; do
+    [[ -x $bin/$b ]] || die "cargo built no $bin/$b"
+done
 
-if [[ -n ${BERTH_RUNTIME:-} ]]; then
-    runtime=$BERTH_RUNTIME
-    [[ -x $runtime ]] || runtime=$(command -v "$runtime") || die "BERTH_RUNTIME=$BERTH_RUNTIME is not an executable"
-else
-    need_cargo
-    info "cargo build --release -p berth-runtime"
-    cargo build --release -p berth-runtime || die "building berth-runtime failed (see cargo's output above)"
-    runtime=$root_dir/target/release/berth-runtime
-    [[ -x $runtime ]] || die "cargo built no $runtime"
-fi
+image_dir=$root_dir/target/demo/busybox-image
+info "making a busybox image in ${image_dir#"$root_dir"/}"
+"$root_dir/scripts/registry-fixture.sh" busybox-image "$image_dir" >/dev/null
 
-bundle=$root_dir/target/demo/bundle
-info "making the bundle in ${bundle#"$root_dir"/}"
-mkdir -p "$bundle"
-"$root_dir/scripts/make-busybox-rootfs.sh" "$bundle/rootfs"
-
-# `spec` refuses to overwrite an existing config.json.
-rm -f "$bundle/config.json"
-"$runtime" spec --bundle "$bundle" || die "'$runtime spec --bundle $bundle' failed"
-[[ -f $bundle/config.json ]] || die "'$runtime spec' wrote no $bundle/config.json"
-
-python3 - "$bundle/config.json" <<'PY'
-import json, sys
-
-path = sys.argv[1]
-with open(path) as f:
-    spec = json.load(f)
-script = (
-    'echo "hello from $(hostname)"; '
-    'echo "PID 1 is: $(cat /proc/1/comm)"; '
-    'ps; '
-    'cat /proc/self/cgroup | head -3'
-)
-spec["process"]["terminal"] = False
-spec["process"]["args"] = ["sh", "-c", script]
-spec["hostname"] = "berth-demo"
-spec.setdefault("root", {})["path"] = "rootfs"
-with open(path + ".tmp", "w") as f:
-    json.dump(spec, f, indent=2)
-    f.write("\n")
-import os
-os.replace(path + ".tmp", path)
-PY
-
-state_root=$(mktemp -d "${TMPDIR:-/tmp}/berth-demo-root.XXXXXX")
-id=demo-$$
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-demo.XXXXXX")
+sock=$work/berth.sock
+berthd_pid=
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-    "$runtime" --root "$state_root" delete --force "$id" >/dev/null 2>&1 || true
-    rm -rf -- "$state_root"
+    [[ ${DEMO_KEEP:-0} == 1 ]] && return 0
+    if [[ -n $berthd_pid ]]; then
+        "$bin/berth" -H "unix://$sock" rm -f demo-web >/dev/null 2>&1 || true
+        kill -TERM "$berthd_pid" 2>/dev/null || true
+        wait "$berthd_pid" 2>/dev/null || true
+    fi
+    # Containers' overlays stay mounted until `rm`; a leftover one would pin the dir.
+    grep -o " $work/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf -- "$work"
 }
 trap cleanup EXIT
 
-info "${runtime##*/} --root $state_root run --bundle ${bundle#"$root_dir"/} $id"
-echo "----- container output -----"
+berth() {
+    "$bin/berth" -H "unix://$sock" "$@"
+}
+
+info "berthd --root $work/root --exec-root $work/run -H unix://$sock"
+"$bin/berthd" --root "$work/root" --exec-root "$work/run" -H "unix://$sock" \
+    --cgroup-parent "/berth-demo-$$" >"$work/berthd.log" 2>&1 &
+berthd_pid=$!
+for _ in $(seq 100); do
+    berth version >/dev/null 2>&1 && break
+    kill -0 "$berthd_pid" 2>/dev/null || die "berthd exited: $(cat "$work/berthd.log")"
+    sleep 0.05
+done
+berth version >/dev/null || die "berthd does not answer on $sock"
+echo "berthd is up; try it with: docker -H unix://$sock ps"
+
+step() {
+    echo
+    echo "\$ berth ${*@Q}"
+    berth "$@"
+}
+
+tar -C "$image_dir/oci" -cf "$work/busybox.tar" .
+loaded=$(berth load -q -i "$work/busybox.tar")
+image_id=$(grep -o 'sha256:[0-9a-f]*' <<<"$loaded" | head -n1)
+[[ -n $image_id ]] || die "berth load printed no image id: $loaded"
+berth tag "$image_id" busybox:latest
+step images
+
+script='echo "hello from $(hostname)"; echo "PID 1 is: $(cat /proc/1/comm)"; ps; head -n3 /proc/self/cgroup; cat /proc/net/dev | tail -n +3 | cut -d: -f1'
+echo
+echo "\$ berth run --rm --memory 64m busybox sh -c '...'"
 status=0
-"$runtime" --root "$state_root" run --bundle "$bundle" "$id" </dev/null || status=$?
-echo "----------------------------"
+berth run --rm --memory 64m busybox sh -c "$script" || status=$?
 echo "exit code: $status"
+
+step run -d --name demo-web busybox sh -c 'i=0; while :; do echo "tick $i"; i=$((i + 1)); sleep 0.2; done'
+sleep 1
+step ps
+step logs --tail 3 demo-web
+step exec demo-web sh -c 'echo "exec sees PID 1: $(cat /proc/1/comm)"'
+step stop -t 1 demo-web
+step ps -a
+step rm demo-web
 exit "$status"
