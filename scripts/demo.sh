@@ -86,6 +86,7 @@ image_id=$(grep -o 'sha256:[0-9a-f]*' <<<"$loaded" | head -n1)
 berth tag "$image_id" busybox:latest
 step images
 
+# shellcheck disable=SC2016 # expanded by the container's shell, not this one
 script='echo "hello from $(hostname)"; echo "PID 1 is: $(cat /proc/1/comm)"; ps; head -n3 /proc/self/cgroup; cat /proc/net/dev | tail -n +3 | cut -d: -f1'
 echo
 echo "\$ berth run --rm --memory 64m busybox sh -c '...'"
@@ -93,10 +94,12 @@ status=0
 berth run --rm --memory 64m busybox sh -c "$script" || status=$?
 echo "exit code: $status"
 
+# shellcheck disable=SC2016 # as above
 step run -d --name demo-web busybox sh -c 'i=0; while :; do echo "tick $i"; i=$((i + 1)); sleep 0.2; done'
 sleep 1
 step ps
 step logs --tail 3 demo-web
+# shellcheck disable=SC2016 # as above
 step exec demo-web sh -c 'echo "exec sees PID 1: $(cat /proc/1/comm)"'
 step stop -t 1 demo-web
 step ps -a
