@@ -5,10 +5,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, Daemon};
+use common::{stderr, stdout, Daemon, PtySession};
 
 fn berth_bin() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_berthd"))
@@ -49,35 +49,6 @@ fn berth_ok(d: &Daemon, args: &[&str]) -> String {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Runs berth under a pseudo-terminal (`script`), typing `input` lines with pauses between them.
-fn berth_in_pty(d: &Daemon, args: &[&str], input: &[&str]) -> Output {
-    let mut line = vec![
-        shell_quote(&berth_bin().to_string_lossy()),
-        "-H".into(),
-        shell_quote(&host(d)),
-    ];
-    line.extend(args.iter().map(|a| shell_quote(a)));
-    let mut child = Command::new("script")
-        .args(["-qec", &line.join(" "), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run script");
-    let mut stdin = child.stdin.take().unwrap();
-    // Give the shell time to start before typing; a busy machine gets the same pauses.
-    std::thread::sleep(Duration::from_millis(1500));
-    for l in input {
-        stdin.write_all(l.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(700));
-    }
-    let out = child.wait_with_output().unwrap();
-    drop(stdin);
-    out
 }
 
 #[test]
@@ -235,24 +206,26 @@ fn cli_ps_table_and_inspect_format() {
 #[test]
 fn cli_run_it_under_a_pty() {
     let d = Daemon::start_with_busybox("cli-pty");
-    let out = berth_in_pty(
-        &d,
-        &["run", "-it", "--rm", "busybox", "sh"],
-        &["ps", "exit 3"],
+    let line = format!(
+        "{} -H {} run -it --rm busybox sh",
+        shell_quote(&berth_bin().to_string_lossy()),
+        shell_quote(&host(&d))
     );
-    let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "stdout: {text}\nstderr: {}",
-        stderr(&out)
-    );
-    // PID 1 in the container is the shell we typed into.
+    let mut pty = PtySession::spawn(&line);
+    pty.expect(0, "# ");
+    let mark = pty.len();
+    pty.send("ps");
+    // PID 1 in the container is the shell we typed into (ps is done at the next prompt).
+    let text = pty.expect(mark, "# ");
     assert!(
-        text.lines()
+        text[mark..]
+            .lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "root", "sh"]),
         "{text}"
     );
+    pty.send("exit 3");
+    let status = pty.child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{}", pty.output.lock().unwrap());
     assert_eq!(berth_ok(&d, &["ps", "-aq"]), "");
 }
 

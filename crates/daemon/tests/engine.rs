@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, Daemon};
+use common::{stderr, stdout, Daemon, PtySession};
 
 /// The container's cgroup directory in the v1 `controller` hierarchy.
 fn cgroup_dir(d: &Daemon, controller: &str, id: &str) -> std::path::PathBuf {
@@ -456,70 +456,6 @@ fn three_containers_survive_a_daemon_kill() {
     d.docker_ok(&["kill", "-s", "TERM", "ca", "cb", "cc"]);
     let out = waiter.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "5\n6\n7\n");
-}
-
-/// A command under a pseudo-terminal (util-linux `script`): type lines once the output shows
-/// what the last line should have produced, instead of guessing with sleeps.
-struct PtySession {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    output: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl PtySession {
-    fn spawn(command_line: &str) -> PtySession {
-        use std::io::Read;
-        let mut child = std::process::Command::new("script")
-            .args(["-qefc", command_line, "/dev/null"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("run script");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        PtySession {
-            child,
-            stdin,
-            output,
-        }
-    }
-
-    /// Wait until the output (after `from` bytes) contains `text`; the output so far.
-    fn expect(&self, from: usize, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = self.output.lock().unwrap().clone();
-            if out.get(from..).is_some_and(|o| o.contains(text)) {
-                return out;
-            }
-            assert!(Instant::now() < deadline, "no {text:?} in {out:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.output.lock().unwrap().len()
-    }
-
-    fn send(&mut self, line: &str) {
-        use std::io::Write;
-        self.stdin.write_all(line.as_bytes()).unwrap();
-        self.stdin.write_all(b"\n").unwrap();
-        self.stdin.flush().unwrap();
-    }
 }
 
 #[test]

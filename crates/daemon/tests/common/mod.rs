@@ -544,3 +544,70 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A command under a pseudo-terminal (util-linux `script`): type lines once the output shows
+/// what the last line should have produced, instead of guessing with sleeps.
+pub struct PtySession {
+    pub child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    pub output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PtySession {
+    pub fn spawn(command_line: &str) -> PtySession {
+        use std::io::Read;
+        let mut child = std::process::Command::new("script")
+            .args(["-qefc", command_line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run script");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        PtySession {
+            child,
+            stdin,
+            output,
+        }
+    }
+
+    /// Wait until the output (after `from` bytes) contains `text`; the output so far.
+    pub fn expect(&self, from: usize, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.output.lock().unwrap().clone();
+            if out.get(from..).is_some_and(|o| o.contains(text)) {
+                return out;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
