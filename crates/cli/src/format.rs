@@ -520,6 +520,27 @@ pub fn short_id(id: &str) -> String {
     id.chars().take(12).collect()
 }
 
+/// What `container prune` and `volume prune` print first: the removed ids under `title`.
+pub fn print_pruned(title: &str, removed: &serde_json::Value) {
+    let removed = removed.as_array().cloned().unwrap_or_default();
+    if removed.is_empty() {
+        return;
+    }
+    println!("{title}");
+    for id in removed {
+        println!("{}", id.as_str().unwrap_or_default());
+    }
+    println!();
+}
+
+/// The closing line of every prune: `SpaceReclaimed` of the response, in docker's units.
+pub fn print_reclaimed(response: &serde_json::Value) {
+    println!(
+        "Total reclaimed space: {}",
+        human_size(response["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -412,10 +412,7 @@ pub fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         }
         println!();
     }
-    println!(
-        "Total reclaimed space: {}",
-        format::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    );
+    format::print_reclaimed(&v);
     Ok(0)
 }
 

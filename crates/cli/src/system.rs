@@ -419,18 +419,8 @@ fn volume_prune(client: &Client, a: PruneArgs) -> Result<i32> {
         &format!("/volumes/prune{}", q.as_str()),
         Body::Empty,
     )?;
-    let deleted = v["VolumesDeleted"].as_array().cloned().unwrap_or_default();
-    if !deleted.is_empty() {
-        println!("Deleted Volumes:");
-        for d in deleted {
-            println!("{}", d.as_str().unwrap_or_default());
-        }
-        println!();
-    }
-    println!(
-        "Total reclaimed space: {}",
-        format::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    );
+    format::print_pruned("Deleted Volumes:", &v["VolumesDeleted"]);
+    format::print_reclaimed(&v);
     Ok(0)
 }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
@@ -14,6 +14,25 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 
 /// Connect to the console socket. Done by the runtime before clone, while the path is still
 /// reachable; the init inherits the connection.
+/// Where a process's pty master goes: `(the process's end, the caller's end)`. With a
+/// console socket the master is sent there; with `relay` it comes back to the caller over
+/// a socketpair (a foreground `run`, the monitor); without a terminal there is none.
+pub fn sockets(
+    terminal: bool,
+    console_socket: Option<&Path>,
+    relay: bool,
+) -> Result<(Option<UnixStream>, Option<UnixStream>)> {
+    match (terminal, console_socket) {
+        (true, Some(socket)) => Ok((Some(connect(socket)?), None)),
+        (true, None) if relay => {
+            let (ours, theirs) = UnixStream::pair().context("socketpair")?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        (true, None) => bail!("process.terminal is true but no --console-socket was given"),
+        (false, _) => Ok((None, None)),
+    }
+}
+
 pub fn connect(socket: &Path) -> Result<UnixStream> {
     UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to console socket {}", socket.display()))

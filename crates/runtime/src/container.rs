@@ -78,15 +78,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let linux = spec.linux().as_ref();
     let namespaces = Namespaces::from_linux(linux)?;
     let process = spec.process().as_ref().context("process: missing")?;
-    let (console, relay) = match (process.terminal().unwrap_or(false), opts.console_socket) {
-        (true, Some(socket)) => (Some(console::connect(socket)?), None),
-        (true, None) if opts.relay_terminal => {
-            let (ours, theirs) = UnixStream::pair().context("socketpair")?;
-            (Some(theirs), Some(ours))
-        }
-        (true, None) => bail!("process.terminal is true but no --console-socket was given"),
-        (false, _) => (None, None),
-    };
+    let (console, relay) = console::sockets(
+        process.terminal().unwrap_or(false),
+        opts.console_socket,
+        opts.relay_terminal,
+    )?;
 
     let dir = state::container_dir(opts.root, opts.id)?;
     fs::create_dir_all(opts.root)
@@ -113,14 +109,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup.apply(resources)?;
     }
 
-    let (parent_sock, child_sock) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("socketpair")?;
-    let mut sync = UnixStream::from(parent_sock);
+    let (mut sync, child_sync) = sync_pair()?;
     let init_args = InitArgs {
         spec: &spec,
         bundle: &bundle,
@@ -130,7 +119,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         no_pivot: opts.no_pivot,
         exec_fifo: &exec_fifo,
         console: console.as_ref(),
-        sync: UnixStream::from(child_sock),
+        sync: child_sync,
     };
     let (pid, pidfd) = spawn_init(&namespaces, linux, init_args, &mut sync)?;
     guard.init = Some((pid, pidfd.try_clone().context("dup pidfd")?));
@@ -232,6 +221,19 @@ pub(crate) fn clone_through_intermediate(
     };
     // CLONE_PARENT made it our child: its pid cannot be reused before we reap it.
     Ok((pid, sys::pidfd_open(pid).context("pidfd_open")?))
+}
+
+/// The sync socket pair between the runtime (first) and a child it forks: SEQPACKET, so
+/// each message arrives whole.
+pub(crate) fn sync_pair() -> Result<(UnixStream, UnixStream)> {
+    let (parent, child) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair")?;
+    Ok((UnixStream::from(parent), UnixStream::from(child)))
 }
 
 /// One message from the sync socket: its kind byte and text; kind 0 at EOF.

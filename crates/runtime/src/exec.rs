@@ -14,7 +14,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::{setns, CloneFlags};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
@@ -71,28 +70,17 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     if process.args().as_deref().unwrap_or_default().is_empty() {
         bail!("process.args must not be empty");
     }
-    let (console, relay) = match (process.terminal().unwrap_or(false), opts.console_socket) {
-        (true, Some(socket)) => (Some(console::connect(socket)?), None),
-        (true, None) if opts.relay_terminal => {
-            let (ours, theirs) = UnixStream::pair().context("socketpair")?;
-            (Some(theirs), Some(ours))
-        }
-        (true, None) => bail!("process.terminal is true but no console socket was given"),
-        (false, _) => (None, None),
-    };
-    let (parent_sock, child_sock) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("socketpair")?;
-    let mut sync = UnixStream::from(parent_sock);
+    let (console, relay) = console::sockets(
+        process.terminal().unwrap_or(false),
+        opts.console_socket,
+        opts.relay_terminal,
+    )?;
+    let (mut sync, child_sync) = crate::container::sync_pair()?;
     let child = Child {
         process,
         namespaces: &namespaces,
         console: console.as_ref(),
-        sync: UnixStream::from(child_sock),
+        sync: child_sync,
     };
     let (pid, pidfd) = spawn(child, &mut sync)?;
     drop(console);

@@ -58,24 +58,8 @@ fn version(_ctx: Ctx) -> BoxFuture<'static, ApiResult> {
         let min_api = version_string(MIN_API_VERSION);
         let git_commit = option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown");
         let build_time = option_env!("BERTH_BUILD_TIME").unwrap_or("unknown");
-        let body = serde_json::json!({
-            "Platform": { "Name": "berth" },
-            "Components": [{
-                "Name": "Engine",
-                "Version": SERVER_VERSION,
-                "Details": {
-                    "ApiVersion": api,
-                    "MinAPIVersion": min_api,
-                    "GitCommit": git_commit,
-                    "GoVersion": "n/a",
-                    "Os": "linux",
-                    "Arch": "amd64",
-                    "KernelVersion": host.kernel,
-                    "BuildTime": build_time,
-                    "Experimental": "false",
-                },
-            }],
-            "Version": SERVER_VERSION,
+        // The engine's details appear twice: as its component and at the top level.
+        let details = serde_json::json!({
             "ApiVersion": api,
             "MinAPIVersion": min_api,
             "GitCommit": git_commit,
@@ -85,6 +69,16 @@ fn version(_ctx: Ctx) -> BoxFuture<'static, ApiResult> {
             "KernelVersion": host.kernel,
             "BuildTime": build_time,
         });
+        let mut component_details = details.clone();
+        component_details["Experimental"] = "false".into();
+        let mut body = details;
+        body["Platform"] = serde_json::json!({ "Name": "berth" });
+        body["Version"] = SERVER_VERSION.into();
+        body["Components"] = serde_json::json!([{
+            "Name": "Engine",
+            "Version": SERVER_VERSION,
+            "Details": component_details,
+        }]);
         json(StatusCode::OK, &body)
     })
 }
