@@ -2,36 +2,21 @@
 //! since/until, timestamps, malformed lines, and follow ending when the container stops or is
 //! removed.
 
+mod records;
+
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_engine::container::{Container, Handle, Status};
+use berth_engine::container::{Handle, Status};
 use berth_engine::logs::{LogOptions, LogStream};
-use berth_engine::{Config, Engine};
-
-fn engine(dir: &tempfile::TempDir, test: &str) -> Arc<Engine> {
-    Engine::open(Config {
-        root: dir.path().join("root"),
-        exec_root: dir.path().join("run"),
-        monitor: PathBuf::from("/nonexistent/berth-monitor"),
-        init: PathBuf::from("/nonexistent/berth-init"),
-        cgroup_parent: format!("/berth-test-{test}-{}", std::process::id()),
-    })
-    .unwrap()
-}
+use berth_engine::Engine;
+use records::engine;
 
 fn container(engine: &Engine, n: u8, tty: bool) -> Arc<Handle> {
-    let record: Container = serde_json::from_value(serde_json::json!({
-        "id": format!("{n:02x}").repeat(32), "name": format!("logs{n}"),
-        "created": "2026-01-01T00:00:00Z", "image": "busybox", "image_id": "sha256:00",
-        "config": {"Tty": tty}, "host_config": {}, "state": serde_json::to_value(berth_engine::container::State::default()).unwrap(), "restart_count": 0, "mounts": [],
-    }))
-    .unwrap();
-    engine.containers.insert(record).unwrap()
+    records::container(engine, n, "logs", serde_json::json!({ "Tty": tty }))
 }
 
 fn at(secs: u64) -> SystemTime {

@@ -2,6 +2,8 @@
 //! with a real process in it, cgroup v2 on fixture files (this host binds cpu/memory/pids to
 //! v1), and top's ps columns.
 
+mod records;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -9,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use berth_engine::container::{Container, Handle, Status};
+use berth_engine::container::{Handle, Status};
 use berth_engine::stats::{Cgroup, Host};
-use berth_engine::{Config, Engine};
+use berth_engine::Engine;
+use records::engine;
 
 const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "blkio"];
 const MEMORY_LIMIT: u64 = 64 << 20;
@@ -105,27 +108,8 @@ fn unsafe_kill(pid: i32) {
     );
 }
 
-fn engine(dir: &tempfile::TempDir, test: &str) -> Arc<Engine> {
-    Engine::open(Config {
-        root: dir.path().join("root"),
-        exec_root: dir.path().join("run"),
-        monitor: PathBuf::from("/nonexistent/berth-monitor"),
-        init: PathBuf::from("/nonexistent/berth-init"),
-        cgroup_parent: format!("/berth-test-{test}-{}", std::process::id()),
-    })
-    .unwrap()
-}
-
 fn container(engine: &Engine, n: u8, status: Status) -> Arc<Handle> {
-    let record: Container = serde_json::from_value(serde_json::json!({
-        "id": format!("{n:02x}").repeat(32), "name": format!("stats{n}"),
-        "created": "2026-01-01T00:00:00Z", "image": "busybox", "image_id": "sha256:00",
-        "config": {}, "host_config": {},
-        "state": serde_json::to_value(berth_engine::container::State::default()).unwrap(),
-        "restart_count": 0, "mounts": [],
-    }))
-    .unwrap();
-    let handle = engine.containers.insert(record).unwrap();
+    let handle = records::container(engine, n, "stats", serde_json::json!({}));
     handle.update(|c| c.state.status = status).unwrap();
     handle
 }
