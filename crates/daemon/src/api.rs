@@ -486,7 +486,15 @@ impl io::Write for ChannelWriter {
             ))
         }
     }
+    /// Nothing is buffered; but a writer with nothing to write (a quiet `logs -f`) learns
+    /// here that the client went away.
     fn flush(&mut self) -> io::Result<()> {
+        if self.sender.tx.is_closed() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client went away",
+            ));
+        }
         Ok(())
     }
 }
