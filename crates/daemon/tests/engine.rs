@@ -480,3 +480,70 @@ fn run_it_gives_a_shell_whose_pid_1_is_sh() {
     assert_eq!(status.code(), Some(3), "{}", pty.output.lock().unwrap());
     assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn a_very_deep_tree_does_not_bring_berthd_down() {
+    let d = Daemon::start_with_busybox("deep-tree");
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "deep",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 600); do mkdir d && cd d || exit 1; done",
+    ]);
+    // The walks refuse the depth (the stream ends early); berthd must survive both.
+    let _ = d.docker(&["export", "deep"]);
+    let _ = d.docker(&["cp", "deep:/d", "-"]);
+    let _ = d.docker(&["inspect", "-s", "deep"]);
+    assert_eq!(
+        d.docker_ok(&["ps", "-aq"]).lines().count(),
+        1,
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn restart_of_an_auto_removed_container_keeps_it() {
+    let d = Daemon::start_with_busybox("restart-rm");
+    d.docker_ok(&[
+        "run", "-d", "--rm", "--name", "keepme", "busybox", "sleep", "1000",
+    ]);
+    d.docker_ok(&["restart", "-t", "0", "keepme"]);
+    // The auto-removal of the stop's exit must not take the restarted container.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inspect(&d, "{{.State.Status}}", "keepme"), "running");
+    d.docker_ok(&["rm", "-f", "keepme"]);
+}
+
+#[test]
+fn rm_f_of_a_restarting_container_leaves_nothing() {
+    let d = Daemon::start_with_busybox("rm-loop");
+    for i in 0..8u64 {
+        let name = format!("loop{i}");
+        d.docker_ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            "--name",
+            &name,
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.05",
+        ]);
+        // Hit different moments of the start / exit / backoff cycle.
+        std::thread::sleep(Duration::from_millis(i * 37 % 200));
+        d.docker_ok(&["rm", "-f", &name]);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
+    let left: Vec<_> = std::fs::read_dir(d.root.join("containers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "records left: {left:?}");
+}

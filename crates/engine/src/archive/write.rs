@@ -14,6 +14,9 @@ use tar::{EntryType, Header};
 
 use super::resolve::{join, open_child, reopen, ContainerFs, Node};
 
+/// How deep `cp` and `export` walk (Linux paths of 4 KiB allow ~2000 levels).
+const MAX_TREE_DEPTH: usize = 512;
+
 /// Writes `node` (and, for a directory, everything under it) to `builder`; entry names start
 /// with `name` (`""`: the directory's contents at the top of the archive, without an entry
 /// for the directory itself). With `fs`, mounts under the tree are descended into.
@@ -155,6 +158,13 @@ impl<'a, W: Write> TreeWriter<'a, W> {
     }
 
     fn children(&mut self, dir: BorrowedFd, name: &str, path: &str) -> io::Result<()> {
+        // The walk recurses: a container nesting directories thousands deep must get an
+        // error, not overflow berthd's stack.
+        if path.matches('/').count() >= MAX_TREE_DEPTH {
+            return Err(io::Error::other(format!(
+                "{path}: directories nested deeper than {MAX_TREE_DEPTH} levels"
+            )));
+        }
         let dirfd = reopen(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
         for child in sorted_names(dirfd)? {
             let child_name = String::from_utf8_lossy(child.to_bytes()).into_owned();

@@ -126,6 +126,13 @@ fn random_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The container's operation lock: start, stop, kill, restart, pause, rm and the restart
+/// policy's starts take it, so they never interleave; recording an exit does not (a stop
+/// holding it waits for that).
+fn lock_op(handle: &Handle) -> std::sync::MutexGuard<'_, ()> {
+    handle.op.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn not_running(id: &str) -> Error {
     Error::Conflict(format!("Container {id} is not running"))
 }
@@ -264,7 +271,10 @@ impl Engine {
     /// `POST /containers/{id}/start`; NotModified when running.
     pub fn start_container(self: &Arc<Self>, name_or_id: &str) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
-        let result = self.start_checked(&handle);
+        let result = {
+            let _op = lock_op(&handle);
+            self.start_locked(&handle)
+        };
         if result.is_err() {
             // Attaches waiting for this start end now (their clients see EOF), and an
             // AutoRemove container goes, as Docker removes it when its start fails.
@@ -274,14 +284,15 @@ impl Engine {
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
             if handle.get().host_config.auto_remove.unwrap_or(false) {
-                let _ = self.remove_handle(&handle, true, true);
+                let _op = lock_op(&handle);
+                let _ = self.remove_locked(&handle, true, true);
             }
         }
         result
     }
 
-    fn start_checked(self: &Arc<Self>, handle: &Arc<Handle>) -> Result<()> {
-        let _op = handle.op.lock().unwrap_or_else(|e| e.into_inner());
+    /// Start under the container's operation lock (see `Handle::op`).
+    fn start_locked(self: &Arc<Self>, handle: &Arc<Handle>) -> Result<()> {
         match handle.get().state.status {
             Status::Running | Status::Paused | Status::Restarting => {
                 return Err(Error::NotModified("container already started".into()))
@@ -294,6 +305,8 @@ impl Engine {
             }
             Status::Created | Status::Exited => {}
         }
+        // Saved with the running state by start_handle.
+        handle.update_in_memory(|c| c.manually_stopped = false);
         self.start_handle(handle)
     }
 
@@ -374,7 +387,6 @@ impl Engine {
                 oom_killed: false,
                 error: String::new(),
             };
-            c.manually_stopped = false;
             c.path = argv.first().cloned().unwrap_or_default();
             c.args = argv.iter().skip(1).cloned().collect();
         })?;
@@ -480,18 +492,28 @@ impl Engine {
 
     /// The monitor is gone: record how the container ended, then restart it or remove it
     /// as its policy says.
+    /// Takes no operation lock: a stop or rm holding it waits for exactly this.
     fn on_monitor_exit(self: &Arc<Self>, handle: &Arc<Handle>) {
         let run_dir = self.config.run_dir(&handle.id);
         let exit = berth_monitor::client::read_exit(&run_dir.join("exit.json"))
             .ok()
-            .flatten()
-            .unwrap_or(ExitStatus {
-                // The monitor died without a word (killed): Docker says 255 then.
+            .flatten();
+        let exit = exit.unwrap_or_else(|| {
+            // The monitor died without a word (killed): its container must not live on
+            // unseen. Docker says 255 then.
+            let _ = berth_runtime::container::delete(&self.config.runtime_root(), &handle.id, true);
+            ExitStatus {
                 exit_code: 255,
                 finished_at: time::now_rfc3339(),
                 oom_killed: false,
-            });
+            }
+        });
+        // Cleaned up before the exit is published: a start that follows it makes these anew.
+        let _ = std::fs::remove_dir_all(&run_dir);
+        // Docker drops a container's exec instances when it stops.
+        self.execs.remove_container(&handle.id);
         let record = handle.get();
+        let auto_remove = record.host_config.auto_remove.unwrap_or(false);
         let record_exit = |c: &mut Container| {
             c.state.status = Status::Exited;
             c.state.pid = 0;
@@ -501,7 +523,7 @@ impl Engine {
             c.state.oom_killed = exit.oom_killed;
         };
         // A container removed right away needs no durable record of its exit.
-        if record.host_config.auto_remove.unwrap_or(false) {
+        if auto_remove {
             handle.update_in_memory(record_exit);
         } else {
             let _ = handle.update(record_exit);
@@ -521,16 +543,29 @@ impl Engine {
                 ("exitCode", &code),
             ],
         );
-        let _ = std::fs::remove_dir_all(&run_dir);
-        // Docker drops a container's exec instances when it stops.
-        self.execs.remove_container(&handle.id);
         if let Some(delay) = restart_delay(&handle.get(), exit.exit_code) {
             self.schedule_restart(handle.clone(), delay);
-        } else if record.host_config.auto_remove.unwrap_or(false) {
-            if let Err(e) = self.remove_handle(handle, true, true) {
+        } else if auto_remove {
+            self.auto_remove(handle.clone(), exit.finished_at);
+        }
+    }
+
+    /// Remove an AutoRemove container after the exit that ended at `finished_at`, unless it
+    /// was started again (a `restart`) or removed meanwhile.
+    fn auto_remove(self: &Arc<Self>, handle: Arc<Handle>, finished_at: String) {
+        let engine = self.clone();
+        self.rt.spawn_blocking(move || {
+            let _op = lock_op(&handle);
+            let now = handle.get().state;
+            let same_exit = now.status == Status::Exited
+                && now.finished_at.as_deref() == Some(finished_at.as_str());
+            if !same_exit || engine.containers.get(&handle.id).is_err() {
+                return;
+            }
+            if let Err(e) = engine.remove_locked(&handle, true, true) {
                 eprintln!("berthd: cannot auto-remove {}: {}", handle.id, e.message());
             }
-        }
+        });
     }
 
     fn schedule_restart(self: &Arc<Self>, handle: Arc<Handle>, delay: Duration) {
@@ -542,10 +577,11 @@ impl Engine {
         self.rt.spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = tokio::task::spawn_blocking(move || {
-                let _op = handle.op.lock().unwrap_or_else(|e| e.into_inner());
+                let _op = lock_op(&handle);
                 let record = handle.get();
+                let removed = engine.containers.get(&handle.id).is_err();
                 // Stopped or removed while waiting: no restart.
-                if record.manually_stopped || record.state.status != Status::Restarting {
+                if removed || record.manually_stopped || record.state.status != Status::Restarting {
                     if record.state.status == Status::Restarting {
                         let _ = handle.update(|c| c.state.status = Status::Exited);
                     }
@@ -613,6 +649,16 @@ impl Engine {
         timeout: Option<i64>,
     ) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
+        let _op = lock_op(&handle);
+        self.stop_locked(&handle, signal, timeout)
+    }
+
+    fn stop_locked(
+        &self,
+        handle: &Handle,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<()> {
         let record = handle.update(|c| {
             c.manually_stopped = true;
             c.clone()
@@ -630,15 +676,15 @@ impl Engine {
             .or_else(|| record.config.stop_signal.clone().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| "SIGTERM".into());
         let timeout = timeout.or(record.config.stop_timeout).unwrap_or(10);
-        self.signal(&handle, Self::parse_signal(&signal)?)?;
+        self.signal(handle, Self::parse_signal(&signal)?)?;
         if record.state.status == Status::Paused {
             self.freeze(&handle.id, false)?;
         }
         // A negative timeout waits for as long as it takes, as Docker's `-t -1`.
         let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
-        if !self.wait_stopped(&handle, grace) {
-            self.signal(&handle, libc::SIGKILL)?;
-            if !self.wait_stopped(&handle, Some(KILL_WAIT)) {
+        if !self.wait_stopped(handle, grace) {
+            self.signal(handle, libc::SIGKILL)?;
+            if !self.wait_stopped(handle, Some(KILL_WAIT)) {
                 return Err(anyhow!("container {} did not stop after SIGKILL", handle.id).into());
             }
         }
@@ -653,12 +699,16 @@ impl Engine {
         signal: Option<&str>,
         timeout: Option<i64>,
     ) -> Result<()> {
-        match self.stop_container(name_or_id, signal, timeout) {
-            Ok(()) | Err(Error::NotModified(_)) => {}
-            Err(e) => return Err(e),
-        }
-        self.start_container(name_or_id)?;
         let handle = self.containers.get(name_or_id)?;
+        {
+            // One operation: an AutoRemove container is not removed in between.
+            let _op = lock_op(&handle);
+            match self.stop_locked(&handle, signal, timeout) {
+                Ok(()) | Err(Error::NotModified(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.start_locked(&handle)?;
+        }
         self.events.emit(
             "container",
             "restart",
@@ -672,6 +722,7 @@ impl Engine {
     pub fn kill_container(&self, name_or_id: &str, signal: Option<&str>) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
         let signal = Self::parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        let _op = lock_op(&handle);
         let record = handle.get();
         if !matches!(record.state.status, Status::Running | Status::Paused) {
             return Err(Error::Conflict(format!(
@@ -703,6 +754,7 @@ impl Engine {
 
     pub fn pause_container(&self, name_or_id: &str) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
+        let _op = lock_op(&handle);
         match handle.get().state.status {
             Status::Running => {}
             Status::Paused => {
@@ -726,6 +778,7 @@ impl Engine {
 
     pub fn unpause_container(&self, name_or_id: &str) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
+        let _op = lock_op(&handle);
         if handle.get().state.status != Status::Paused {
             return Err(Error::Conflict(format!(
                 "Container {} is not paused",
@@ -794,11 +847,21 @@ impl Engine {
     /// `DELETE /containers/{id}?force=&v=`.
     pub fn remove_container(&self, name_or_id: &str, force: bool, volumes: bool) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
-        self.remove_handle(&handle, force, volumes)
+        let _op = lock_op(&handle);
+        if self.containers.get(&handle.id).is_err() {
+            // Removed (auto-remove) while we waited for the lock.
+            return Err(Error::no_such_container(name_or_id));
+        }
+        self.remove_locked(&handle, force, volumes)
     }
 
-    fn remove_handle(&self, handle: &Arc<Handle>, force: bool, volumes: bool) -> Result<()> {
-        let record = handle.get();
+    /// Remove under the container's operation lock: nothing starts it meanwhile.
+    fn remove_locked(&self, handle: &Arc<Handle>, force: bool, volumes: bool) -> Result<()> {
+        // A restart the policy scheduled for an exit just before this must not happen.
+        let record = handle.update_in_memory(|c| {
+            c.manually_stopped = true;
+            c.clone()
+        });
         if record.state.status.is_alive() {
             if !force {
                 return Err(Error::Conflict(format!(
@@ -806,6 +869,7 @@ impl Engine {
                     record.name
                 )));
             }
+            // No restart policy or auto-remove acts on the exit this kill causes.
             handle.update(|c| c.manually_stopped = true)?;
             if record.state.status == Status::Restarting {
                 handle.update(|c| c.state.status = Status::Exited)?;
@@ -819,19 +883,18 @@ impl Engine {
                 }
             }
         }
-        let _op = handle.op.lock().unwrap_or_else(|e| e.into_inner());
-        if handle.get().state.status == Status::Removing {
-            return Err(Error::Conflict(format!(
-                "removal of container {} is already in progress",
-                handle.id
-            )));
-        }
-        // Not saved: a removal cut short leaves a record in its last saved state, which
-        // `rm` finishes.
+        let before = handle.get().state.status;
+        // Not saved: a removal cut short leaves the record in its last saved state, which
+        // another `rm` finishes.
         handle.update_in_memory(|c| c.state.status = Status::Removing);
-        Snapshot::remove(&handle.paths.snapshot())?;
-        let _ = std::fs::remove_dir_all(self.config.run_dir(&handle.id));
-        self.containers.remove(&handle.id)?;
+        let removed = Snapshot::remove(&handle.paths.snapshot()).and_then(|()| {
+            let _ = std::fs::remove_dir_all(self.config.run_dir(&handle.id));
+            Ok(self.containers.remove(&handle.id)?)
+        });
+        if let Err(e) = removed {
+            handle.update_in_memory(|c| c.state.status = before);
+            return Err(e.into());
+        }
         if volumes {
             self.remove_anonymous_volumes(&record);
         }
@@ -939,14 +1002,17 @@ pub fn restore(engine: &Arc<Engine>) -> anyhow::Result<()> {
                     .restart_policy
                     .as_ref()
                     .and_then(|p| p.name);
+                // As dockerd: `always` comes back even after a manual stop, `unless-stopped`
+                // only if it was not stopped by hand.
                 let wants_up = matches!(policy, Some(RestartPolicyNameEnum::ALWAYS))
                     || (matches!(policy, Some(RestartPolicyNameEnum::UNLESS_STOPPED))
                         && !record.manually_stopped);
-                if wants_up && record.state.started_at.is_some() && !record.manually_stopped {
+                if wants_up && record.state.started_at.is_some() {
                     let engine = engine.clone();
                     let handle = handle.clone();
                     engine.rt.clone().spawn_blocking(move || {
-                        if let Err(e) = engine.start_handle(&handle) {
+                        let _op = lock_op(&handle);
+                        if let Err(e) = engine.start_locked(&handle) {
                             eprintln!("berthd: cannot restart {}: {}", handle.id, e.message());
                         }
                     });

@@ -5,6 +5,7 @@
 
 use std::ffi::CString;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use anyhow::Context;
@@ -102,10 +103,12 @@ fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>> {
     let root = std::fs::File::open(rootfs)
         .with_context(|| format!("cannot open the rootfs {}", rootfs.display()))?;
     let name = CString::new(path).expect("constant path");
+    // O_PATH first: opening a planted fifo would block berthd, a planted device node would
+    // open the host's device. Only a regular file is read.
     let fd = match berth_sys::openat2(
         std::os::fd::AsFd::as_fd(&root),
         &name,
-        libc::O_RDONLY,
+        libc::O_PATH,
         0,
         libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     ) {
@@ -117,10 +120,17 @@ fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>> {
                 .into())
         }
     };
+    let st = nix::sys::stat::fstat(&fd).with_context(|| format!("cannot stat /{path}"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::InvalidParameter(format!(
+            "/{path} in the container is not a regular file"
+        )));
+    }
+    let file = std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .with_context(|| format!("cannot open /{path}"))?;
     let mut text = String::new();
-    // Capped: a hostile image could make /etc/passwd a huge file or a fifo-free /dev/zero.
-    std::fs::File::from(fd)
-        .take(4 << 20)
+    // Capped: a hostile image could make /etc/passwd a huge file.
+    file.take(4 << 20)
         .read_to_string(&mut text)
         .with_context(|| format!("cannot read /{path}"))?;
     Ok(Some(text))
@@ -200,6 +210,20 @@ mod tests {
         assert_eq!((r.uid, r.gid, r.additional_gids), (1234, 99, vec![500]));
         let err = resolve(root.path(), "nosuch", &[]).unwrap_err().to_string();
         assert!(err.contains("unable to find user nosuch"), "{err}");
+    }
+
+    #[test]
+    fn a_planted_fifo_or_device_is_not_opened() {
+        let root = rootfs("", "");
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(
+            &root.path().join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        // Would block forever if opened for reading.
+        let err = resolve(root.path(), "root", &[]).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]
