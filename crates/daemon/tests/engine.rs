@@ -547,3 +547,35 @@ fn rm_f_of_a_restarting_container_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "records left: {left:?}");
 }
+
+#[test]
+fn device_cgroup_denies_host_devices_but_not_the_usual_ones() {
+    let d = Daemon::start_with_busybox("devices");
+    // mknod is allowed (CAP_MKNOD, `b *:* m`); opening what it made is not (7:0 is the
+    // host's /dev/loop0, which root could otherwise read and write).
+    let probe = "mknod /tmp/disk b 7 0 && head -c1 /tmp/disk && echo opened";
+    let out = d.docker(&["run", "--rm", "busybox", "sh", "-c", probe]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /dev/null && head -c1 /dev/zero >/dev/null && head -c1 /dev/urandom >/dev/null",
+    ]);
+    let id = d.docker_ok(&["run", "-d", "busybox", "sleep", "100"]);
+    let list =
+        std::fs::read_to_string(cgroup_dir(&d, "devices", id.trim()).join("devices.list")).unwrap();
+    assert!(!list.contains("a *:* rwm"), "{list}");
+    assert!(list.contains("c 1:3 rwm"), "{list}");
+    d.docker_ok(&["rm", "-f", id.trim()]);
+    // --privileged: every device.
+    let out = d.docker_ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", probe]);
+    assert!(out.ends_with("opened\n"), "{out}");
+}

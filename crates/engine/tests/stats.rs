@@ -304,7 +304,17 @@ async fn top_lists_the_processes_of_the_container_cgroup() {
     assert_eq!(sleep[2], sh, "sleep's parent is the shell");
     assert!(sleep[6].len() == 8 && sleep[4].len() >= 5, "{sleep:?}");
 
-    let aux = e.container_top(&h.id, "aux").unwrap();
+    // The shell sleeps in `wait` once it has started `sleep` and printed: until then it may
+    // still be running (R).
+    let mut aux = e.container_top(&h.id, "aux").unwrap();
+    for _ in 0..100 {
+        let rows = aux.processes.as_ref().unwrap();
+        if rows.iter().any(|r| r[1] == sh && r[7].starts_with('S')) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        aux = e.container_top(&h.id, "aux").unwrap();
+    }
     assert_eq!(aux.titles.unwrap()[10], "COMMAND");
     let rows = aux.processes.unwrap();
     assert!(rows.iter().all(|r| r.len() == 11));

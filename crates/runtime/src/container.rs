@@ -106,7 +106,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let cgroup = &**guard.cgroup.insert(cgroups::open(&cgroup_path)?);
     cgroup.create()?;
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
-        cgroup.apply(resources)?;
+        let devices = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default();
+        cgroup.apply(&cgroups::devices::complete(resources, devices)?)?;
     }
 
     let (mut sync, child_sync) = sync_pair()?;

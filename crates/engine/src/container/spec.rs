@@ -8,9 +8,10 @@ use anyhow::{anyhow, Context};
 use bollard_stubs::models::HostConfig;
 use oci_spec::runtime::{
     Capability, LinuxBlockIoBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
-    Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::user::ResolvedUser;
@@ -108,7 +109,7 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(host))
         .cgroups_path(inputs.cgroup_path.clone())
-        .resources(resources(host)?);
+        .resources(resources(host, privileged)?);
     if !privileged {
         linux = linux
             .masked_paths(
@@ -418,8 +419,20 @@ fn rlimits(host: &HostConfig) -> Result<Vec<PosixRlimit>> {
     Ok(out)
 }
 
-fn resources(host: &HostConfig) -> Result<LinuxResources> {
-    let mut r = LinuxResourcesBuilder::default();
+/// Docker's device cgroup: deny all (the runtime adds the allow rules every container
+/// needs: null, zero, full, random, urandom, tty, console, ptmx, pts, tun, and mknod);
+/// everything with `--privileged`.
+fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>> {
+    let all = LinuxDeviceCgroupBuilder::default()
+        .allow(privileged)
+        .access("rwm")
+        .build()
+        .map_err(|e| anyhow!("device rule: {e}"))?;
+    Ok(vec![all])
+}
+
+fn resources(host: &HostConfig, privileged: bool) -> Result<LinuxResources> {
+    let mut r = LinuxResourcesBuilder::default().devices(device_rules(privileged)?);
     let memory = host.memory.filter(|m| *m > 0);
     if let Some(limit) = memory {
         if limit < 6 << 20 {

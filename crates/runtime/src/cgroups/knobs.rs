@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 use nix::errno::Errno;
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxNetwork, LinuxRdma,
-    LinuxResources,
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxMemory, LinuxNetwork,
+    LinuxRdma, LinuxResources,
 };
 
 use super::fs::{is_errno, write_file};
@@ -33,6 +33,7 @@ pub(super) trait Knobs {
     fn apply_block_io(&self, block_io: &LinuxBlockIo) -> Result<()>;
     fn apply_network(&self, network: &LinuxNetwork) -> Result<()>;
     fn apply_unified(&self, unified: &HashMap<String, String>) -> Result<()>;
+    fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()>;
 
     /// Writes every resource that is set; unset (None) ones write nothing.
     fn write_resources(&self, resources: &LinuxResources) -> Result<()> {
@@ -62,6 +63,9 @@ pub(super) trait Knobs {
         }
         if let Some(network) = resources.network() {
             self.apply_network(network)?;
+        }
+        if let Some(rules) = resources.devices().as_ref().filter(|r| !r.is_empty()) {
+            self.apply_devices(rules)?;
         }
         for (device, limits) in resources.rdma().iter().flatten() {
             self.apply_rdma(device, limits)?;

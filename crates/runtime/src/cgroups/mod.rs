@@ -11,6 +11,7 @@ use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+pub mod devices;
 mod fs;
 mod knobs;
 #[cfg(test)]
@@ -42,8 +43,8 @@ pub trait CgroupManager {
     fn create(&self) -> Result<()>;
     /// Write the resource limits; a knob this host cannot apply is an error naming it.
     ///
-    /// `resources.devices` is not handled here: the device allowlist is enforced by the
-    /// devices controller on v1 and by an eBPF program on v2, which this driver does not load.
+    /// `resources.devices` (completed by `devices::complete`) is enforced by the devices
+    /// controller on v1; on v2 it needs an eBPF program, which this driver does not load yet.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
     /// Move a process into the cgroup.
     fn add_process(&self, pid: Pid) -> Result<()>;

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxNetwork, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNetwork, LinuxResources,
+};
 
 use super::fs::{
     add_pid, cgroup_subpath, mkdir_exist_ok, own_cgroup, read_file, read_pids, remove_cgroup,
@@ -353,6 +355,20 @@ impl Knobs for V1Manager {
 
     fn apply_unified(&self, _: &HashMap<String, String>) -> Result<()> {
         bail!("cannot apply unified: it sets cgroup v2 files, and this host uses cgroup v1")
+    }
+
+    /// In order: an allow rule goes to devices.allow, a deny rule to devices.deny (so a
+    /// leading `a *:* rwm` deny empties the list the allows then fill).
+    fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        for rule in rules {
+            let knob = if rule.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            self.set(knob, super::devices::v1_line(rule))?;
+        }
+        Ok(())
     }
 }
 
