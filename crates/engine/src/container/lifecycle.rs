@@ -753,43 +753,42 @@ impl Engine {
     }
 
     pub fn pause_container(&self, name_or_id: &str) -> Result<()> {
+        self.set_paused(name_or_id, true)
+    }
+
+    pub fn unpause_container(&self, name_or_id: &str) -> Result<()> {
+        self.set_paused(name_or_id, false)
+    }
+
+    fn set_paused(&self, name_or_id: &str, pause: bool) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
         let _op = lock_op(&handle);
-        match handle.get().state.status {
-            Status::Running => {}
-            Status::Paused => {
+        match (handle.get().state.status, pause) {
+            (Status::Running, true) | (Status::Paused, false) => {}
+            (Status::Paused, true) => {
                 return Err(Error::Conflict(format!(
                     "Container {} is already paused",
                     handle.id
                 )))
             }
-            _ => return Err(not_running(&handle.id)),
+            (_, true) => return Err(not_running(&handle.id)),
+            (_, false) => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is not paused",
+                    handle.id
+                )))
+            }
         }
-        self.freeze(&handle.id, true)?;
-        handle.update(|c| c.state.status = Status::Paused)?;
+        self.freeze(&handle.id, pause)?;
+        let (status, action) = if pause {
+            (Status::Paused, "pause")
+        } else {
+            (Status::Running, "unpause")
+        };
+        handle.update(|c| c.state.status = status)?;
         self.events.emit(
             "container",
-            "pause",
-            &handle.id,
-            &[("name", &handle.get().name)],
-        );
-        Ok(())
-    }
-
-    pub fn unpause_container(&self, name_or_id: &str) -> Result<()> {
-        let handle = self.containers.get(name_or_id)?;
-        let _op = lock_op(&handle);
-        if handle.get().state.status != Status::Paused {
-            return Err(Error::Conflict(format!(
-                "Container {} is not paused",
-                handle.id
-            )));
-        }
-        self.freeze(&handle.id, false)?;
-        handle.update(|c| c.state.status = Status::Running)?;
-        self.events.emit(
-            "container",
-            "unpause",
+            action,
             &handle.id,
             &[("name", &handle.get().name)],
         );
