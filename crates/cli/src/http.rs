@@ -198,6 +198,38 @@ impl Client {
     }
 }
 
+/// Writes to the daemon's socket with MSG_NOSIGNAL. berth keeps SIGPIPE at its default so
+/// `berth ps | head` ends quietly; a daemon that closed its end early (an error answer
+/// before the whole upload) must instead give EPIPE here, and then its answer is read.
+pub struct SocketWriter<'a>(pub &'a UnixStream);
+
+impl Write for SocketWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: the fd is the live socket borrowed in self.0; buf is a valid slice.
+            let n = unsafe {
+                libc::send(
+                    std::os::fd::AsRawFd::as_raw_fd(self.0),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn write_request(
     stream: &mut UnixStream,
     version: &str,
@@ -218,7 +250,7 @@ fn write_request(
     {
         head.push_str("Connection: close\r\n");
     }
-    let mut w = io::BufWriter::new(stream);
+    let mut w = io::BufWriter::new(SocketWriter(stream));
     match body {
         Body::Empty => {
             if method != "GET" && method != "HEAD" {

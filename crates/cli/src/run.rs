@@ -335,9 +335,9 @@ fn pump(conn: Hijacked, s: &Streams) -> Result<()> {
         None
     };
     if s.stdin {
-        let mut w = writer;
+        let w = writer;
         std::thread::spawn(move || {
-            let _ = io::copy(&mut io::stdin().lock(), &mut w);
+            let _ = io::copy(&mut io::stdin().lock(), &mut crate::http::SocketWriter(&w));
             let _ = w.shutdown(Shutdown::Write);
         });
     }

@@ -21,6 +21,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type Body = http_body_util::combinators::BoxBody<Bytes, io::Error>;
 pub type Response = hyper::Response<Body>;
 pub type ApiResult = Result<Response, ApiError>;
+/// The largest request body read into memory (a container config, a commit's changes).
+const MAX_BODY: usize = 16 << 20;
+
 pub type Handler = fn(Ctx) -> BoxFuture<'static, ApiResult>;
 
 /// The newest and oldest Engine API versions berthd speaks.
@@ -251,10 +254,12 @@ impl Ctx {
         self.api_version >= v
     }
 
-    /// The whole request body.
+    /// The whole request body, up to `MAX_BODY` (JSON documents; archives and images are
+    /// streamed with `blocking_body`, without a cap).
     pub async fn body_bytes(&mut self) -> Result<Bytes, ApiError> {
         // `&mut Incoming` is a body too: read it in place (Incoming cannot be rebuilt).
-        let collected = BodyExt::collect(self.req.body_mut())
+        let limited = http_body_util::Limited::new(self.req.body_mut(), MAX_BODY);
+        let collected = BodyExt::collect(limited)
             .await
             .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
         Ok(collected.to_bytes())

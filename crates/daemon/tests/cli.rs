@@ -406,3 +406,20 @@ fn cli_push_pull_and_implicit_pull_on_run() {
         stderr(&out)
     );
 }
+
+#[test]
+fn cli_cp_into_a_bad_destination_reports_the_daemons_error() {
+    let d = Daemon::start_with_busybox("cli-cp-bad");
+    berth_ok(&d, &["create", "--name", "cpbad", "busybox", "true"]);
+    // Big enough that the daemon answers before the upload is over.
+    let src = d.dir.path().join("big");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("blob"), vec![7u8; 16 << 20]).unwrap();
+    let out = d.berth(&["cp", &src.to_string_lossy(), "cpbad:/etc/passwd/x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Error response from daemon"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -579,3 +579,25 @@ fn device_cgroup_denies_host_devices_but_not_the_usual_ones() {
     let out = d.docker_ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", probe]);
     assert!(out.ends_with("opened\n"), "{out}");
 }
+
+#[test]
+fn kill_goes_ahead_while_a_stop_waits() {
+    let d = Daemon::start_with_busybox("kill-during-stop");
+    // PID 1 ignores SIGTERM: the stop waits for its grace period.
+    d.docker_ok(&[
+        "run", "-d", "--name", "stubborn", "busybox", "sleep", "1000",
+    ]);
+    let mut stop = d
+        .docker_cmd(&["stop", "-t", "30", "stubborn"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    d.docker_ok(&["kill", "stubborn"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "kill waited for the stop"
+    );
+    assert!(stop.wait().unwrap().success());
+    assert_eq!(inspect(&d, "{{.State.Status}}", "stubborn"), "exited");
+}

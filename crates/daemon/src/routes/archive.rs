@@ -75,6 +75,7 @@ fn put(ctx: Ctx) -> BoxFuture<'static, ApiResult> {
         let (parts, body) = ctx.blocking_body();
         let id = parts.param("id").to_string();
         let engine = parts.engine.clone();
+        let body = DrainedOnDrop(body);
         blocking(move || engine.archive_put(&id, &path, body, no_overwrite, copy_uid_gid)).await?;
         empty(StatusCode::OK)
     })
@@ -146,4 +147,21 @@ fn commit(mut ctx: Ctx) -> BoxFuture<'static, ApiResult> {
             &serde_json::json!({ "Id": id.to_string() }),
         )
     })
+}
+
+/// The request body, read to its end when dropped: a client still uploading when the
+/// extraction fails (not a directory, read-only, ...) then gets the error answer instead
+/// of a broken pipe.
+struct DrainedOnDrop<R: std::io::Read>(R);
+
+impl<R: std::io::Read> std::io::Read for DrainedOnDrop<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: std::io::Read> Drop for DrainedOnDrop<R> {
+    fn drop(&mut self) {
+        let _ = std::io::copy(&mut self.0, &mut std::io::sink());
+    }
 }

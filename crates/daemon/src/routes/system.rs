@@ -312,7 +312,7 @@ fn timestamp_nanos(ctx: &Ctx, key: &str) -> Result<Option<i64>, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid timestamp for {key}: {raw:?}")))?;
     let nanos = t
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     Ok(Some(nanos))
 }

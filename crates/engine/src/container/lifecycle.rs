@@ -111,6 +111,14 @@ pub struct Attached {
     pub tty: bool,
 }
 
+/// Where a stop stands once its signal is sent.
+enum Stopping {
+    /// Nothing to wait for (it was between restarts).
+    Done,
+    /// Wait this long (None: for ever) before SIGKILL.
+    Wait(Option<Duration>),
+}
+
 /// Restart backoff: Docker's doubling from 100 ms, capped.
 const RESTART_BACKOFF_MS: (u64, u64) = (100, 60_000);
 /// A container that ran this long before exiting restarts without backoff.
@@ -649,8 +657,12 @@ impl Engine {
         timeout: Option<i64>,
     ) -> Result<()> {
         let handle = self.containers.get(name_or_id)?;
-        let _op = lock_op(&handle);
-        self.stop_locked(&handle, signal, timeout)
+        let stopping = {
+            let _op = lock_op(&handle);
+            self.begin_stop(&handle, signal, timeout)?
+        };
+        // Waited for without the lock: a `kill` or `rm -f` meanwhile goes ahead, as Docker's.
+        self.finish_stop(&handle, stopping)
     }
 
     fn stop_locked(
@@ -659,13 +671,24 @@ impl Engine {
         signal: Option<&str>,
         timeout: Option<i64>,
     ) -> Result<()> {
+        let stopping = self.begin_stop(handle, signal, timeout)?;
+        self.finish_stop(handle, stopping)
+    }
+
+    /// Mark the container stopped by hand and send its stop signal.
+    fn begin_stop(
+        &self,
+        handle: &Handle,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<Stopping> {
         let record = handle.update(|c| {
             c.manually_stopped = true;
             c.clone()
         })?;
         if record.state.status == Status::Restarting {
             let _ = handle.update(|c| c.state.status = Status::Exited);
-            return Ok(());
+            return Ok(Stopping::Done);
         }
         if !record.state.status.is_alive() {
             return Err(Error::NotModified("container already stopped".into()));
@@ -681,15 +704,25 @@ impl Engine {
             self.freeze(&handle.id, false)?;
         }
         // A negative timeout waits for as long as it takes, as Docker's `-t -1`.
-        let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+        Ok(Stopping::Wait(
+            (timeout >= 0).then(|| Duration::from_secs(timeout as u64)),
+        ))
+    }
+
+    /// Wait out the grace period, then SIGKILL.
+    fn finish_stop(&self, handle: &Handle, stopping: Stopping) -> Result<()> {
+        let Stopping::Wait(grace) = stopping else {
+            return Ok(());
+        };
         if !self.wait_stopped(handle, grace) {
             self.signal(handle, libc::SIGKILL)?;
             if !self.wait_stopped(handle, Some(KILL_WAIT)) {
                 return Err(anyhow!("container {} did not stop after SIGKILL", handle.id).into());
             }
         }
+        let name = handle.get().name;
         self.events
-            .emit("container", "stop", &handle.id, &[("name", &record.name)]);
+            .emit("container", "stop", &handle.id, &[("name", &name)]);
         Ok(())
     }
 
