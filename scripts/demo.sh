@@ -42,6 +42,7 @@ info "making a busybox image in ${image_dir#"$root_dir"/}"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-demo.XXXXXX")
 sock=$work/berth.sock
+cgroup_parent=berth-demo-$$
 berthd_pid=
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
@@ -54,6 +55,8 @@ cleanup() {
     # Containers' overlays stay mounted until `rm`; a leftover one would pin the dir.
     grep -o " $work/[^ ]*" /proc/self/mounts | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf -- "$work"
+    # The demo's cgroup parent, in every hierarchy (empty once its containers are gone).
+    rmdir /sys/fs/cgroup/*/"$cgroup_parent" /sys/fs/cgroup/"$cgroup_parent" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -63,7 +66,7 @@ berth() {
 
 info "berthd --root $work/root --exec-root $work/run -H unix://$sock"
 "$bin/berthd" --root "$work/root" --exec-root "$work/run" -H "unix://$sock" \
-    --cgroup-parent "/berth-demo-$$" >"$work/berthd.log" 2>&1 &
+    --cgroup-parent "/$cgroup_parent" >"$work/berthd.log" 2>&1 &
 berthd_pid=$!
 for _ in $(seq 100); do
     berth version >/dev/null 2>&1 && break
