@@ -417,6 +417,12 @@ fn inspect_shows_the_overlay_and_errors_read_like_docker() {
             stderr(&out)
         );
     }
+    let out = d.docker(&["ps", "--filter", "status=bogus"]);
+    assert!(
+        stderr(&out).contains("invalid filter 'status=bogus'"),
+        "{}",
+        stderr(&out)
+    );
     let out = d.docker(&["kill", "c1"]);
     assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
     let out = d.docker(&["run", "--rm", "nosuchimage"]);
