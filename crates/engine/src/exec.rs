@@ -13,7 +13,7 @@ use anyhow::Context;
 use berth_monitor::client;
 use berth_monitor::protocol::{ExecProcess, MonitorConfig};
 use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ProcessConfig};
-use oci_spec::runtime::{Capability, Process};
+use oci_spec::runtime::Process;
 
 use crate::container::lifecycle::Attached;
 use crate::container::{spec, user, Status};
@@ -100,7 +100,7 @@ impl Engine {
         if cfg.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(Error::InvalidParameter("No exec command specified".into()));
         }
-        let id = random_id()?;
+        let id = crate::random_id()?;
         let exec = Arc::new(Exec {
             id: id.clone(),
             container_id: handle.id.clone(),
@@ -460,15 +460,8 @@ fn merge_env(mut base: Vec<String>, overrides: &[String]) -> Vec<String> {
 
 /// Every capability this host can grant (`exec --privileged`).
 fn all_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities> {
-    let bounding = caps::read(None, caps::CapSet::Bounding)
-        .context("cannot read the capability bounding set")?;
-    let set: oci_spec::runtime::Capabilities = bounding
-        .iter()
-        // caps names them CAP_CHOWN, oci-spec parses CHOWN.
-        .filter_map(|c| {
-            let name = c.to_string();
-            name.strip_prefix("CAP_")?.parse::<Capability>().ok()
-        })
+    let set: oci_spec::runtime::Capabilities = crate::container::spec::host_capabilities()?
+        .into_iter()
         .collect();
     let mut caps = oci_spec::runtime::LinuxCapabilities::default();
     caps.set_bounding(Some(set.clone()));
@@ -477,16 +470,6 @@ fn all_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities> {
     caps.set_inheritable(None);
     caps.set_ambient(None);
     Ok(caps)
-}
-
-/// 64 hex digits from the kernel's random pool.
-fn random_id() -> Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -515,10 +498,10 @@ mod tests {
 
     #[test]
     fn ids_are_64_hex_digits() {
-        let id = random_id().unwrap();
+        let id = crate::random_id().unwrap();
         assert_eq!(id.len(), 64);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(id, random_id().unwrap());
+        assert_ne!(id, crate::random_id().unwrap());
     }
 
     /// End to end with the real monitor (`target/<profile>/berth-monitor`, built by

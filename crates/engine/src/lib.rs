@@ -104,3 +104,13 @@ impl Engine {
         Path::new(&self.config.cgroup_parent).join(id)
     }
 }
+
+/// 64 hex digits from the kernel's random pool: container, exec and anonymous volume ids.
+pub fn random_id() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -105,7 +105,7 @@ impl VolumeStore {
             }
             None => {
                 labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
-                random_name()?
+                crate::random_id()?
             }
         };
         validate_options(&name, &options)?;
@@ -290,13 +290,6 @@ fn validate_options(name: &str, options: &HashMap<String, String>) -> Result<()>
             "create {name}: invalid option key: {key:?}"
         ))),
     }
-}
-
-fn random_name() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    let mut file = fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?;
-    std::io::Read::read_exact(&mut file, &mut bytes).context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn modified_time(dir: &Path) -> String {

@@ -126,14 +126,6 @@ const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
 /// How long `rm -f` and a stop's SIGKILL wait for the container to go.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 
-fn random_id() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// The container's operation lock: start, stop, kill, restart, pause, rm and the restart
 /// policy's starts take it, so they never interleave; recording an exit does not (a stop
 /// holding it waits for that).
@@ -192,7 +184,7 @@ impl Engine {
             typ: Some("json-file".into()),
             config: Some(HashMap::new()),
         });
-        let id = random_id()?;
+        let id = crate::random_id()?;
         let config = merge_config(req.config, &image.config, &id);
         if spec::argv_of(&config).is_empty() {
             return Err(Error::InvalidParameter("No command specified".into()));
@@ -477,7 +469,7 @@ impl Engine {
     /// Watch the monitor until it exits (a pidfd, also for monitors a previous berthd
     /// started), then record the exit.
     fn watch_monitor(self: &Arc<Self>, handle: Arc<Handle>, monitor_pid: i32) -> Result<()> {
-        let pidfd = pidfd_open(monitor_pid);
+        let pidfd = berth_runtime::sys::pidfd_open(monitor_pid);
         let engine = self.clone();
         self.rt.spawn(async move {
             if let Ok(pidfd) = pidfd {
@@ -616,7 +608,9 @@ impl Engine {
 
     fn process_alive(&self, handle: &Handle) -> bool {
         let state = handle.get().state;
-        state.pid > 0 && pidfd_open(state.pid).is_ok() && state.status.is_alive()
+        state.pid > 0
+            && berth_runtime::sys::pidfd_open(state.pid).is_ok()
+            && state.status.is_alive()
     }
 
     fn parse_signal(signal: &str) -> Result<i32> {
@@ -1194,24 +1188,17 @@ fn merge_config(
     c
 }
 
-fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
-}
-
+/// Whether `path` is a mount point: its device differs from its parent's (an overlay has
+/// a device of its own). A stat pair, not a read of mountinfo on every start.
 fn is_mountpoint(path: &Path) -> Result<bool> {
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").context("cannot read mountinfo")?;
-    let wanted = path.to_string_lossy();
-    Ok(mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| mp == wanted))
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.dev())
+            .with_context(|| format!("cannot stat {}", p.display()))
+    };
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    Ok(dev(path)? != dev(parent)?)
 }
 
 /// Docker's containers without a network of their own still have `lo` up. A short-lived

@@ -242,9 +242,8 @@ fn parse_cap(name: &str) -> Result<Capability> {
 /// the host's bounding set has with `--privileged` (this VM's lacks CAP_SYS_RESOURCE, and
 /// asking for more than the host has fails).
 fn capabilities(host: &HostConfig, privileged: bool) -> Result<oci_spec::runtime::Capabilities> {
-    let all = || host_capabilities();
     if privileged {
-        return Ok(all()?.into_iter().collect());
+        return Ok(host_capabilities()?.into_iter().collect());
     }
     let mut caps: Vec<Capability> = DEFAULT_CAPS.to_vec();
     let drops = host.cap_drop.iter().flatten();
@@ -258,7 +257,7 @@ fn capabilities(host: &HostConfig, privileged: bool) -> Result<oci_spec::runtime
     }
     for a in host.cap_add.iter().flatten() {
         if a.eq_ignore_ascii_case("ALL") {
-            caps = all()?;
+            caps = host_capabilities()?;
         } else {
             let cap = parse_cap(a)?;
             if !caps.contains(&cap) {
@@ -269,18 +268,13 @@ fn capabilities(host: &HostConfig, privileged: bool) -> Result<oci_spec::runtime
     Ok(caps.into_iter().collect())
 }
 
-/// The capabilities in this process's bounding set.
-fn host_capabilities() -> Result<Vec<Capability>> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    let bounding = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .context("no CapBnd in /proc/self/status")?;
-    let mut caps: Vec<Capability> = caps::all()
+/// The capabilities in this process's bounding set: what "all" means here (this VM's set
+/// lacks CAP_SYS_RESOURCE; asking for more than the host has fails).
+pub(crate) fn host_capabilities() -> Result<Vec<Capability>> {
+    let bounding = caps::read(None, caps::CapSet::Bounding)
+        .context("cannot read the capability bounding set")?;
+    let mut caps: Vec<Capability> = bounding
         .into_iter()
-        .filter(|c| bounding & (1u64 << c.index()) != 0)
         // caps prints CAP_CHOWN; oci-spec parses CHOWN.
         .filter_map(|c| {
             c.to_string()

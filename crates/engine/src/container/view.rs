@@ -125,17 +125,8 @@ fn matches_filter(engine: &Engine, c: &Container, key: &str, value: &str) -> Res
 impl Engine {
     pub fn list_containers(&self, opts: &ListOptions) -> Result<Vec<ContainerSummary>> {
         // Checked up front, as dockerd does: a typo is an error even with no containers.
-        const STATUSES: [&str; 7] = [
-            "created",
-            "restarting",
-            "running",
-            "removing",
-            "paused",
-            "exited",
-            "dead",
-        ];
         for value in opts.filters.get("status").into_iter().flatten() {
-            if !STATUSES.contains(&value.as_str()) {
+            if serde_json::from_value::<Status>(serde_json::Value::from(value.as_str())).is_err() {
                 return Err(Error::InvalidParameter(format!(
                     "invalid filter 'status={value}'"
                 )));
