@@ -6,18 +6,12 @@ use oci_spec::runtime::{
     LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources,
 };
 
-/// What runc allows on top of a config's rules: mknod of anything (opening what was made
-/// is still checked), /dev/null, zero, full, random, urandom, tty, console, ptmx, the pts
-/// and /dev/net/tun.
-const ALWAYS_ALLOWED: [(LinuxDeviceType, Option<i64>, Option<i64>, &str); 12] = [
+/// What runc allows on top of a config's rules besides the default nodes it creates
+/// (`rootfs::devices::default_devices`): mknod of anything (opening what was made is still
+/// checked), /dev/console, ptmx, the pts and /dev/net/tun.
+const ALSO_ALLOWED: [(LinuxDeviceType, Option<i64>, Option<i64>, &str); 6] = [
     (LinuxDeviceType::C, None, None, "m"),
     (LinuxDeviceType::B, None, None, "m"),
-    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),
-    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),
     (LinuxDeviceType::C, Some(5), Some(1), "rwm"),
     (LinuxDeviceType::C, Some(5), Some(2), "rwm"),
     (LinuxDeviceType::C, Some(136), None, "rwm"),
@@ -51,8 +45,16 @@ pub fn complete(resources: &LinuxResources, devices: &[LinuxDevice]) -> Result<L
         return Ok(resources);
     };
     let mut rules = rules;
-    for (typ, major, minor, access) in ALWAYS_ALLOWED {
+    for (typ, major, minor, access) in ALSO_ALLOWED {
         rules.push(rule(typ, major, minor, access)?);
+    }
+    for d in crate::rootfs::devices::default_devices() {
+        rules.push(rule(
+            LinuxDeviceType::C,
+            Some(d.major as i64),
+            Some(d.minor as i64),
+            "rwm",
+        )?);
     }
     for d in devices {
         rules.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm")?);
