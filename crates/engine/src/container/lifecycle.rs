@@ -185,6 +185,8 @@ impl Engine {
             config: Some(HashMap::new()),
         });
         let id = crate::random_id()?;
+        // A created container is usually started next (`run`).
+        self.prepare_cgroup(&id);
         let config = merge_config(req.config, &image.config, &id);
         if spec::argv_of(&config).is_empty() {
             return Err(Error::InvalidParameter("No command specified".into()));
@@ -230,6 +232,16 @@ impl Engine {
             &[("name", &name), ("image", &image_name)],
         );
         Ok((id, create_warnings(&handle.get().host_config)))
+    }
+
+    /// Makes the container's cgroup (the runtime then finds it made) and gets the kernel's
+    /// cgroup migration lock ready while the container is prepared. Best effort: failing only
+    /// means the runtime makes the cgroup, and waits for the lock itself.
+    fn prepare_cgroup(&self, id: &str) {
+        if let Ok(cgroup) = berth_runtime::cgroups::open(&self.cgroup_path(id)) {
+            let _ = cgroup.create();
+        }
+        prime_cgroup_migration();
     }
 
     /// Mount the container's overlay (kept mounted until rm) and write the init layer files.
@@ -312,6 +324,7 @@ impl Engine {
 
     /// Spawn the monitor (which creates the container), hand it the waiting attaches, start.
     fn start_handle(self: &Arc<Self>, handle: &Arc<Handle>) -> Result<()> {
+        prime_cgroup_migration();
         self.ensure_rootfs(handle)?;
         let record = handle.get();
         let run_dir = self.config.run_dir(&handle.id);
@@ -913,8 +926,14 @@ impl Engine {
         // Not saved: a removal cut short leaves the record in its last saved state, which
         // another `rm` finishes.
         handle.update_in_memory(|c| c.state.status = Status::Removing);
-        let removed = Snapshot::remove(&handle.paths.snapshot()).and_then(|()| {
+        // Its files go with the container's directory (`ContainerStore::remove`).
+        let removed = Snapshot::unmount(&handle.paths.snapshot()).and_then(|()| {
             let _ = std::fs::remove_dir_all(self.config.run_dir(&handle.id));
+            // Made at create or start (`prepare_cgroup`); the runtime removes it when the
+            // container it made exits, not when no container was made.
+            if let Ok(cgroup) = berth_runtime::cgroups::open(&self.cgroup_path(&handle.id)) {
+                let _ = cgroup.remove();
+            }
             Ok(self.containers.remove(&handle.id)?)
         });
         if let Err(e) = removed {
@@ -1236,4 +1255,10 @@ fn bring_up_loopback(pid: i32) -> Result<()> {
     })
     .join()
     .map_err(|_| anyhow!("the loopback thread panicked"))?
+}
+
+/// See `berth_runtime::cgroups::prime_migration`: on a thread of its own, as it waits.
+fn prime_cgroup_migration() {
+    // Best effort: failing only means no head start.
+    std::thread::spawn(|| berth_runtime::cgroups::prime_migration().ok());
 }
