@@ -301,15 +301,19 @@ impl Snapshot {
         Ok(snap)
     }
 
+    /// Unmount the rootfs; a snapshot that is not mounted is fine.
+    pub fn unmount(dir: &Path) -> Result<()> {
+        let merged = Snapshot::at(dir).merged;
+        match umount2(&merged, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot unmount {}", merged.display())),
+        }
+    }
+
     /// Unmount the rootfs (a snapshot that is not mounted is fine) and remove the dirs.
     pub fn remove(dir: &Path) -> Result<()> {
+        Snapshot::unmount(dir)?;
         let snap = Snapshot::at(dir);
-        match umount2(&snap.merged, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot unmount {}", snap.merged.display()))
-            }
-        }
         for d in [&snap.merged, &snap.upper, &snap.work, &snap.init] {
             match fs::remove_dir_all(d) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

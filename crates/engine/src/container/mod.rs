@@ -230,6 +230,9 @@ impl ContainerStore {
                 Ok(record) => {
                     containers.insert(record.id.clone(), Handle::new(record, dir));
                 }
+                Err(_) if is_trash(&dir) => {
+                    let _ = fs::remove_dir_all(&dir);
+                }
                 Err(e) => {
                     eprintln!(
                         "berthd: dropping {}: no readable container record ({e:#})",
@@ -316,11 +319,25 @@ impl ContainerStore {
         if let Some(handle) = handle {
             // Record first: a crash half-way leaves a directory `open` drops.
             let _ = fs::remove_file(handle.paths.record());
-            fs::remove_dir_all(&handle.paths.dir)
+            // Out of the way at once and deleted on a thread of its own: deleting a
+            // container's files (its rw layer may be large) takes milliseconds to minutes,
+            // and nobody waits for that. `open` deletes what a crash left.
+            let trash = self.root.join(format!("{TRASH_PREFIX}{id}"));
+            fs::rename(&handle.paths.dir, &trash)
                 .with_context(|| format!("cannot remove {}", handle.paths.dir.display()))?;
+            std::thread::spawn(move || fs::remove_dir_all(trash));
         }
         Ok(())
     }
+}
+
+/// What a removed container's directory is renamed to until it is deleted.
+const TRASH_PREFIX: &str = ".removed-";
+
+fn is_trash(dir: &Path) -> bool {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(TRASH_PREFIX))
 }
 
 pub fn name_conflict(name: &str, id: &str) -> Error {
