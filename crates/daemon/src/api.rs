@@ -617,10 +617,8 @@ pub async fn hijack_with(ctx: Ctx, hijack: Hijack) -> ApiResult {
                         wait_until_read(&client).await;
                         pump(client, parts.read_buf, stream, replay, before_close).await
                     }
-                    Err(upgraded) => {
-                        let client = hyper_util::rt::TokioIo::new(upgraded);
-                        pump(client, Bytes::new(), stream, replay, before_close).await
-                    }
+                    // berthd serves unix sockets only: there is nothing else to pump.
+                    Err(_) => eprintln!("berthd: upgraded connection of an unknown kind"),
                 }
             }
             Err(e) => eprintln!("berthd: upgrade failed: {e}"),
@@ -680,17 +678,20 @@ async fn wait_until_read(client: &tokio::net::UnixStream) {
 
 /// Pump bytes between the upgraded client connection and the process's stream; `early`
 /// is what the client sent right after its request (stdin already).
-async fn pump<C>(
-    client: C,
+///
+/// Ends when the client is gone (so a quiet process keeps no connection of a client that
+/// left), or when the output ended and the client left after reading it.
+async fn pump(
+    client: tokio::net::UnixStream,
     early: Bytes,
     stream: Option<tokio::net::UnixStream>,
     replay: Option<mpsc::Receiver<Bytes>>,
     before_close: BoxFuture<'static, ()>,
-) where
-    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+) {
     use tokio::io::AsyncWriteExt;
-    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    // Its own registration with the reactor (see `hung_up`).
+    let watch = std::os::fd::AsFd::as_fd(&client).try_clone_to_owned();
+    let (mut client_rd, mut client_wr) = client.into_split();
     if let Some(mut replay) = replay {
         while let Some(chunk) = replay.recv().await {
             if client_wr.write_all(&chunk).await.is_err() {
@@ -705,11 +706,25 @@ async fn pump<C>(
     };
     let (mut proc_rd, mut proc_wr) = stream.into_split();
     let to_process = async move {
-        if proc_wr.write_all(&early).await.is_ok() {
-            let _ = tokio::io::copy(&mut client_rd, &mut proc_wr).await;
+        let mut copied = proc_wr.write_all(&early).await;
+        if copied.is_ok() {
+            copied = tokio::io::copy(&mut client_rd, &mut proc_wr)
+                .await
+                .map(drop);
         }
         // Client half-close: the process sees stdin EOF.
         let _ = proc_wr.shutdown().await;
+        drop(proc_wr);
+        if copied.is_err() {
+            // The process reads no more (it exited): what the client still sends is
+            // dropped here, rather than its connection being reset under it.
+            let _ = tokio::io::copy(&mut client_rd, &mut tokio::io::sink()).await;
+        }
+        // A client that closed only its write side (stdin EOF) still reads the output.
+        if let Ok(watch) = watch {
+            hung_up(watch).await;
+        }
+        drop(client_rd);
     };
     let to_client = async move {
         let _ = tokio::io::copy(&mut proc_rd, &mut client_wr).await;
@@ -718,8 +733,32 @@ async fn pump<C>(
     };
     tokio::pin!(to_process, to_client);
     tokio::select! {
-        _ = &mut to_client => {}
-        _ = &mut to_process => to_client.await,
+        // The client is gone: nobody reads the output any more.
+        _ = &mut to_process => {}
+        // Output done: the client leaves once it read it (its stdin drained meanwhile).
+        _ = &mut to_client => to_process.await,
+    }
+}
+
+/// Until the peer closed the connection altogether (not just its write side): a unix
+/// socket reports that as a hang-up, which tokio shows as "write closed". `sock` is a
+/// duplicate of the connection's fd, registered on its own: forgetting its writability
+/// (to wait for the next change) must not stall the writes on the connection itself.
+async fn hung_up(sock: std::os::fd::OwnedFd) {
+    use tokio::io::unix::AsyncFd;
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for
+    // the AsyncFd's whole life.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::WRITABLE) };
+    let Ok(sock) = registered else {
+        return std::future::pending().await;
+    };
+    loop {
+        match sock.writable().await {
+            Ok(guard) if guard.ready().is_write_closed() => return,
+            Ok(mut guard) => guard.clear_ready(),
+            Err(_) => return,
+        }
     }
 }
 

@@ -184,6 +184,63 @@ fn attach_hijack_multiplexes_output() {
     assert_eq!(err, b"err\n");
 }
 
+/// A client that leaves an attach to a quiet container leaves nothing behind in berthd
+/// (its connection and the stream to the monitor are closed), while one that only closed
+/// its write side keeps getting output.
+#[test]
+fn attach_client_that_leaves_a_quiet_container_is_let_go() {
+    let d = Daemon::start_with_busybox("attach-leave");
+    let id = d.docker_ok(&[
+        "run",
+        "-d",
+        "-i",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got $x",
+    ]);
+    let id = id.trim();
+    let berthd = d.pid().unwrap();
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{berthd}/fd"))
+            .unwrap()
+            .count()
+    };
+    let attach = || {
+        let mut conn = UnixStream::connect(&d.socket).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            conn,
+            "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n\
+             Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut rd = BufReader::new(conn.try_clone().unwrap());
+        assert_eq!(read_response(&mut rd, false).unwrap().status, 101);
+        (conn, rd)
+    };
+    let before = open_fds();
+    for _ in 0..5 {
+        drop(attach());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds() > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        open_fds() <= before,
+        "berthd kept the connections of clients that left"
+    );
+
+    let (mut conn, mut rd) = attach();
+    conn.write_all(b"in\n").unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut frames = Vec::new();
+    rd.read_to_end(&mut frames).unwrap();
+    assert_eq!(demux(&frames).0, b"got in\n");
+}
+
 /// Split Docker's multiplexed stream into stdout and stderr.
 fn demux(mut data: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -297,6 +354,24 @@ fn docker_exec_output_exit_code_and_stdin() {
     let out = d.docker(&["exec", "host", "sh", "-c", "echo bad >&2; exit 5"]);
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(stderr(&out), "bad\n");
+    // A command that cannot start: the stream carries the error, the exit code is 127 (126
+    // when it is not executable), as with dockerd (not "unable to upgrade").
+    for (cli, cmd, code) in [
+        ("docker", "nosuchcmd", 127),
+        ("berth", "nosuchcmd", 127),
+        ("docker", "/etc", 126),
+    ] {
+        let out = match cli {
+            "docker" => d.docker(&["exec", "host", cmd]),
+            _ => d.berth(&["exec", "host", cmd]),
+        };
+        assert_eq!(out.status.code(), Some(code), "{cli} exec {cmd}: {out:?}");
+        let said = stdout(&out) + &stderr(&out);
+        assert!(
+            said.contains(cmd) && !said.contains("upgrade"),
+            "{cli} exec {cmd}: {said}"
+        );
+    }
     let mut child = d
         .docker_cmd(&["exec", "-i", "host", "sh", "-c", "tr a-z A-Z"])
         .stdin(Stdio::piped())

@@ -46,6 +46,8 @@ fn start(mut ctx: Ctx) -> BoxFuture<'static, ApiResult> {
             Some(&[h, w]) if h > 0 && w > 0 => Some((h, w)),
             _ => None,
         };
+        let streamed = !body.detach && ctx.req.headers().contains_key(hyper::header::UPGRADE);
+        let tty = body.tty.unwrap_or(false);
         let attached = blocking(move || {
             let attached = engine.start_exec(&id, body.detach, body.tty)?;
             if let Some((h, w)) = size {
@@ -54,7 +56,13 @@ fn start(mut ctx: Ctx) -> BoxFuture<'static, ApiResult> {
             }
             Ok::<_, berth_engine::Error>(attached)
         })
-        .await?;
+        .await;
+        let attached = match attached {
+            Err(e) if streamed && e.status != StatusCode::NOT_FOUND => {
+                return failed_start(ctx, tty, &e.message).await
+            }
+            attached => attached?,
+        };
         match attached {
             Some(a) => {
                 let done = exited(ctx.engine.clone(), ctx.param("id").to_string());
@@ -63,6 +71,25 @@ fn start(mut ctx: Ctx) -> BoxFuture<'static, ApiResult> {
             None => empty(StatusCode::OK),
         }
     })
+}
+
+/// A start that failed, told as dockerd tells it to a client that asked for the stream: the
+/// connection is upgraded and the error is the process's output, after which the client
+/// reads the exit code (126 or 127) from the exec's inspect.
+async fn failed_start(ctx: Ctx, tty: bool, message: &str) -> ApiResult {
+    use std::io::Write;
+    let (stream, mut output) = std::os::unix::net::UnixStream::pair()?;
+    let text = format!("{message}\r\n");
+    if !tty {
+        // A stdout frame of the multiplexed stream.
+        let mut header = [1u8, 0, 0, 0, 0, 0, 0, 0];
+        header[4..].copy_from_slice(&(text.len() as u32).to_be_bytes());
+        output.write_all(&header)?;
+    }
+    // Fits the socket's buffer: written before anything reads it.
+    output.write_all(text.as_bytes())?;
+    drop(output);
+    hijack_then(ctx, tty, stream, async {}).await
 }
 
 /// Resolves once exec `id` is no longer running (or after a bound), so the client that
