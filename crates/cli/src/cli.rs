@@ -323,7 +323,7 @@ pub struct RunArgs {
     /// Proxy received signals to the process
     #[arg(long = "sig-proxy", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sig_proxy: bool,
-    /// Override the key sequence for detaching a container (accepted, unused)
+    /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     #[command(flatten)]
@@ -410,7 +410,7 @@ pub struct AttachArgs {
     /// Proxy all received signals to the process
     #[arg(long = "sig-proxy", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sig_proxy: bool,
-    /// Override the key sequence for detaching a container (accepted, unused)
+    /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     pub container: String,
@@ -449,7 +449,7 @@ pub struct ExecArgs {
     /// Give extended privileges to the command
     #[arg(long)]
     pub privileged: bool,
-    /// Override the key sequence for detaching (accepted, unused)
+    /// Override the key sequence for detaching
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     pub container: String,

@@ -3,6 +3,7 @@
 mod cli;
 mod container;
 mod cp;
+mod detach;
 mod format;
 mod http;
 mod image;

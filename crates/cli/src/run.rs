@@ -2,7 +2,7 @@
 
 use crate::cli::{AttachArgs, ContainerOpts, CreateArgs, ExecArgs, RunArgs, StartArgs};
 use crate::http::{api_status, encode, Body, Client, Query};
-use crate::{image, parse, stream, term, Exit};
+use crate::{detach, image, parse, stream, term, Exit};
 use anyhow::{anyhow, bail, Context, Result};
 use bollard_stubs::models::{
     ContainerConfig, ContainerCreateResponse, HealthConfig, HostConfig, HostConfigLogConfig,
@@ -317,36 +317,55 @@ pub fn create(client: &Client, a: CreateArgs) -> Result<i32> {
 }
 
 /// The streams of an attached container or exec.
-struct Streams {
+struct Streams<'a> {
     stdin: bool,
     tty: bool,
+    /// `--detach-keys`.
+    detach_keys: Option<&'a str>,
 }
 
 /// A hijacked attach connection: the reader (output), the writer (input).
 type Hijacked = (BufReader<UnixStream>, UnixStream);
 
 /// Pumps stdin to the connection (closing its write side at EOF) and its output to stdout/stderr until the daemon
-/// closes it. Raw mode is on meanwhile when stdin is a terminal and the container has a tty.
-fn pump(conn: Hijacked, s: &Streams) -> Result<()> {
+/// closes it. Raw mode is on meanwhile when stdin is a terminal and the container has a tty. With a tty the detach keys
+/// in stdin end it early, leaving the process running: true then.
+fn pump(conn: Hijacked, s: &Streams) -> Result<bool> {
     let (mut reader, writer) = conn;
     let _raw = if s.tty && s.stdin && term::is_tty(0) {
         Some(term::RawMode::enter()?)
     } else {
         None
     };
+    let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if s.stdin {
         let w = writer;
+        let keys = s.tty.then(|| detach::keys(s.detach_keys));
+        let flag = detached.clone();
         std::thread::spawn(move || {
-            let _ = io::copy(&mut io::stdin().lock(), &mut crate::http::SocketWriter(&w));
-            let _ = w.shutdown(Shutdown::Write);
+            let (mut input, mut output) = (io::stdin().lock(), crate::http::SocketWriter(&w));
+            let detach = match &keys {
+                Some(keys) => detach::copy(&mut input, &mut output, keys).unwrap_or(false),
+                None => io::copy(&mut input, &mut output)
+                    .map(|_| false)
+                    .unwrap_or(false),
+            };
+            flag.store(detach, std::sync::atomic::Ordering::SeqCst);
+            // Detached: the output stops too (the read below ends).
+            let _ = w.shutdown(if detach {
+                Shutdown::Both
+            } else {
+                Shutdown::Write
+            });
         });
     }
     let mut out = io::stdout();
     if s.tty {
-        stream::copy_raw(&mut reader, &mut out)
+        stream::copy_raw(&mut reader, &mut out)?;
     } else {
-        stream::demux(&mut reader, &mut out, &mut io::stderr())
+        stream::demux(&mut reader, &mut out, &mut io::stderr())?;
     }
+    Ok(detached.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 /// docker refuses a tty attached to a stdin that is not a terminal.
@@ -416,6 +435,7 @@ fn attach_and_start(
     auto_remove: bool,
     proxy: bool,
     verb: &str,
+    detach_keys: Option<&str>,
 ) -> Result<i32> {
     let (stdin, stdout, stderr) = (
         cfg.attach_stdin.unwrap_or(false),
@@ -456,7 +476,14 @@ fn attach_and_start(
     if tty && term::is_tty(1) {
         resize(client, &format!("/containers/{eid}/resize"));
     }
-    pump(conn, &Streams { stdin, tty })?;
+    let streams = Streams {
+        stdin,
+        tty,
+        detach_keys,
+    };
+    if pump(conn, &streams)? {
+        return Ok(0);
+    }
     if !stdout && !stderr {
         println!("{id}");
         return Ok(0);
@@ -475,7 +502,8 @@ pub fn run(client: &Client, a: RunArgs) -> Result<i32> {
     let body = build_create(&a.opts, a.rm, a.detach).map_err(|e| status_error(e, "run", false))?;
     check_tty(body.config.attach_stdin.unwrap_or(false), a.opts.tty)?;
     let id = create_container(client, &a.opts, &body).map_err(|e| status_error(e, "run", false))?;
-    attach_and_start(client, &id, &body.config, a.rm, a.sig_proxy, "run")
+    let keys = a.detach_keys.as_deref();
+    attach_and_start(client, &id, &body.config, a.rm, a.sig_proxy, "run", keys)
 }
 
 pub fn start(client: &Client, a: StartArgs) -> Result<i32> {
@@ -503,7 +531,7 @@ pub fn start(client: &Client, a: StartArgs) -> Result<i32> {
     cfg.attach_stderr = Some(true);
     let auto_remove = c.host_config.and_then(|h| h.auto_remove).unwrap_or(false);
     let id = c.id.unwrap_or_else(|| a.containers[0].clone());
-    attach_and_start(client, &id, &cfg, auto_remove, true, "start")
+    attach_and_start(client, &id, &cfg, auto_remove, true, "start", None)
 }
 
 /// `attach`: the streams of a running container until it exits; its exit status.
@@ -536,7 +564,14 @@ pub fn attach_cmd(client: &Client, a: AttachArgs) -> Result<i32> {
     if tty && term::is_tty(1) {
         resize(client, &format!("/containers/{eid}/resize"));
     }
-    pump(conn, &Streams { stdin, tty })?;
+    let streams = Streams {
+        stdin,
+        tty,
+        detach_keys: a.detach_keys.as_deref(),
+    };
+    if pump(conn, &streams)? {
+        return Ok(0);
+    }
     wait_status(wait)
 }
 
@@ -599,13 +634,14 @@ pub fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
     if a.tty && term::is_tty(1) {
         resize(client, &format!("/exec/{eid}/resize"));
     }
-    pump(
-        conn,
-        &Streams {
-            stdin: a.interactive,
-            tty: a.tty,
-        },
-    )?;
+    let streams = Streams {
+        stdin: a.interactive,
+        tty: a.tty,
+        detach_keys: a.detach_keys.as_deref(),
+    };
+    if pump(conn, &streams)? {
+        return Ok(0);
+    }
     let inspect: ExecInspect = client.json("GET", &format!("/exec/{eid}/json"), Body::Empty)?;
     Ok(inspect.exit_code.unwrap_or(0) as i32)
 }

@@ -229,6 +229,36 @@ fn cli_run_it_under_a_pty() {
     assert_eq!(berth_ok(&d, &["ps", "-aq"]), "");
 }
 
+/// Ctrl-P Ctrl-Q (or --detach-keys) leaves the container running and the CLI exits 0.
+#[test]
+fn cli_detach_keys_leave_the_container_running() {
+    let d = Daemon::start_with_busybox("cli-detach");
+    let berth = |args: &str| {
+        format!(
+            "{} -H {} {args}",
+            shell_quote(&berth_bin().to_string_lossy()),
+            shell_quote(&host(&d))
+        )
+    };
+    let running = || berth_ok(&d, &["inspect", "-f", "{{.State.Running}}", "dt"]);
+    let mut pty = PtySession::spawn(&berth("run -it --name dt busybox sh"));
+    pty.expect(0, "# ");
+    pty.send_raw(b"\x10\x11");
+    let status = pty.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", pty.output.lock().unwrap());
+    assert_eq!(running(), "true\n");
+
+    let mut pty = PtySession::spawn(&berth("attach --detach-keys ctrl-a,x dt"));
+    pty.send("echo back in");
+    pty.expect(0, "back in");
+    // Half the sequence is typed on: only the whole one detaches.
+    pty.send_raw(b"\x01y");
+    pty.send_raw(b"\x01x");
+    let status = pty.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", pty.output.lock().unwrap());
+    assert_eq!(running(), "true\n");
+}
+
 #[test]
 fn cli_exec_and_stdin() {
     let d = Daemon::start_with_busybox("cli-exec");

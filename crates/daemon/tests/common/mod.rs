@@ -605,9 +605,14 @@ impl PtySession {
     }
 
     pub fn send(&mut self, line: &str) {
+        self.send_raw(line.as_bytes());
+        self.send_raw(b"\n");
+    }
+
+    /// Bytes as typed, without a newline.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
         use std::io::Write;
-        self.stdin.write_all(line.as_bytes()).unwrap();
-        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.write_all(bytes).unwrap();
         self.stdin.flush().unwrap();
     }
 }
