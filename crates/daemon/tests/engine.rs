@@ -592,6 +592,35 @@ fn device_cgroup_denies_host_devices_but_not_the_usual_ones() {
     assert!(!list.contains("a *:* rwm"), "{list}");
     assert!(list.contains("c 1:3 rwm"), "{list}");
     d.docker_ok(&["rm", "-f", id.trim()]);
+    // --device: the node, and only the access asked for (7:7 is the host's /dev/loop7).
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/loop7:/dev/xloop:r",
+        "busybox",
+        "sh",
+        "-c",
+        "ls -l /dev/xloop && head -c0 /dev/xloop && echo read-ok && echo x > /dev/xloop",
+    ]);
+    assert!(
+        stdout(&out).starts_with("brw")
+            && stdout(&out).contains(" 7,   7 ")
+            && stdout(&out).ends_with("read-ok\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.docker(&["run", "--rm", "--device", "/dev/nosuch", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("error gathering device information while adding custom device \"/dev/nosuch\": no such file or directory"),
+        "{}",
+        stderr(&out)
+    );
     // --privileged: every device.
     let out = d.docker_ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", probe]);
     assert!(out.ends_with("opened\n"), "{out}");

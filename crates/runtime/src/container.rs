@@ -106,10 +106,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let cgroup = &**guard.cgroup.insert(cgroups::open(&cgroup_path)?);
     cgroup.create()?;
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
-        let devices = linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default();
-        cgroup.apply(&cgroups::devices::complete(resources, devices)?)?;
+        cgroup.apply(&cgroups::devices::complete(resources)?)?;
     }
 
     let (mut sync, child_sync) = sync_pair()?;

@@ -2,6 +2,7 @@
 //! (`<root>/containers/<id>/container.json`, written atomically), held in memory behind a
 //! handle that tells waiters when it changes.
 
+pub mod devices;
 pub mod initlayer;
 pub mod lifecycle;
 pub mod mounts;

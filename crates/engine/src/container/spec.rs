@@ -106,10 +106,13 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
     }
     mounts.extend(inputs.mounts);
 
+    let (devices, device_rules) =
+        super::devices::mapped(host.devices.as_deref().unwrap_or_default())?;
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(host))
         .cgroups_path(inputs.cgroup_path.clone())
-        .resources(resources(host, privileged)?);
+        .devices(devices)
+        .resources(resources(host, privileged, device_rules)?);
     if !privileged {
         linux = linux
             .masked_paths(
@@ -425,8 +428,15 @@ fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>> {
     Ok(vec![all])
 }
 
-fn resources(host: &HostConfig, privileged: bool) -> Result<LinuxResources> {
-    let mut r = LinuxResourcesBuilder::default().devices(device_rules(privileged)?);
+/// `mapped_devices`: the rules of `--device`, after Docker's.
+fn resources(
+    host: &HostConfig,
+    privileged: bool,
+    mapped_devices: Vec<LinuxDeviceCgroup>,
+) -> Result<LinuxResources> {
+    let mut devices = device_rules(privileged)?;
+    devices.extend(mapped_devices);
+    let mut r = LinuxResourcesBuilder::default().devices(devices);
     let memory = host.memory.filter(|m| *m > 0);
     if let Some(limit) = memory {
         if limit < 6 << 20 {

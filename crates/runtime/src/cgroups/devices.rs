@@ -1,9 +1,11 @@
 //! The device allow-list of a container's cgroup: the config's rules (in order), then allow
-//! rules for the nodes every container has and for `linux.devices`, as runc adds them.
+//! rules for the nodes every container has, as runc adds them. The nodes of `linux.devices`
+//! get none: the config's rules say what they may do (runc's behaviour, which `--device
+//! /dev/x:/dev/x:r` relies on).
 
 use anyhow::{Context, Result};
 use oci_spec::runtime::{
-    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources,
 };
 
 /// What runc allows on top of a config's rules besides the default nodes it creates
@@ -39,7 +41,7 @@ fn rule(
 
 /// `resources` with the device rules completed. A config without device rules is left as
 /// it is (the parent cgroup's list applies, as with runc).
-pub fn complete(resources: &LinuxResources, devices: &[LinuxDevice]) -> Result<LinuxResources> {
+pub fn complete(resources: &LinuxResources) -> Result<LinuxResources> {
     let mut resources = resources.clone();
     let Some(rules) = resources.devices().clone().filter(|r| !r.is_empty()) else {
         return Ok(resources);
@@ -55,9 +57,6 @@ pub fn complete(resources: &LinuxResources, devices: &[LinuxDevice]) -> Result<L
             Some(d.minor as i64),
             "rwm",
         )?);
-    }
-    for d in devices {
-        rules.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm")?);
     }
     resources.set_devices(Some(rules));
     Ok(resources)
@@ -83,7 +82,7 @@ mod tests {
     #[test]
     fn rules_are_completed_only_when_the_config_has_some() {
         let empty = LinuxResources::default();
-        assert!(complete(&empty, &[])
+        assert!(complete(&empty)
             .unwrap()
             .devices()
             .as_ref()
@@ -94,7 +93,7 @@ mod tests {
             .access("rwm")
             .build()
             .unwrap()]));
-        let done = complete(&deny_all, &[]).unwrap();
+        let done = complete(&deny_all).unwrap();
         let lines: Vec<String> = done
             .devices()
             .as_ref()
