@@ -437,9 +437,15 @@ fn kill_all(state: &State, signal: i32) -> Result<()> {
 /// the remains of a `create` that was itself killed (a directory without state) are removed.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = state::container_dir(root, id)?;
-    if force && dir.is_dir() && !dir.join(state::STATE_FILE).exists() {
-        return fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()));
+    if force && !dir.join(state::STATE_FILE).exists() {
+        // As runc: nothing to delete is success with --force (containerd's shim deletes
+        // again when it cleans up).
+        return match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+            }
+            _ => Ok(()),
+        };
     }
     let state = State::load(root, id)?;
     let status = state.status(root);
