@@ -758,6 +758,29 @@ mod tests {
     }
 
     #[test]
+    fn real_freeze_and_thaw() {
+        let Some(root) = real_hierarchy() else { return };
+        let manager = V2Manager::new(root, Path::new(&unique_name())).unwrap();
+        let _cleanup = Cleanup(vec![manager.dir.clone()]);
+        manager.create().unwrap();
+        let child = Sleeper::spawn();
+        manager.add_process(child.pid()).unwrap();
+        assert!(!manager.frozen().unwrap());
+        manager.set_frozen(true).unwrap();
+        assert!(manager.frozen().unwrap());
+        assert!(read(&manager.dir.join("cgroup.events")).contains("frozen 1\n"));
+        manager.set_frozen(false).unwrap();
+        assert!(!manager.frozen().unwrap());
+        assert!(read(&manager.dir.join("cgroup.events")).contains("frozen 0\n"));
+        // cpu.stat is the core's: there even without the cpu controller.
+        assert!(manager.dir.join("cpu.stat").exists());
+        let stats = manager.stats();
+        assert_eq!(stats.pids.limit, 0);
+        drop(child);
+        manager.remove().unwrap();
+    }
+
+    #[test]
     fn real_remove_refuses_a_cgroup_with_a_live_process() {
         let Some(root) = real_hierarchy() else { return };
         let manager = V2Manager::new(root, Path::new(&unique_name())).unwrap();
