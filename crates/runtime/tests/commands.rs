@@ -333,3 +333,94 @@ fn errors_go_to_the_json_log_as_the_shim_reads_them() {
         .failed()
         .stderr_has("--systemd-cgroup is not supported");
 }
+
+#[test]
+fn exec_preserve_fds_passes_fds_on() {
+    let ctx = Ctx::new("exec_preserve_fds_passes_fds_on");
+    let b = ctx.bundle(&["sleep", "30"]);
+    ctx.create_start(&b, "sleep");
+    let file = ctx.path().join("fd3.txt");
+    // The runtime started with fd 3 open on `file`, as a shim's ExtraFiles.
+    let exec_with_fd3 = |preserve: &str| {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" 3>>\"$FD3\"")
+            .arg(BIN)
+            .args(["--root", ctx.root.to_str().unwrap(), "exec"])
+            .args([
+                "--preserve-fds",
+                preserve,
+                &b.id,
+                "sh",
+                "-c",
+                "echo kept >&3",
+            ])
+            .env("FD3", &file)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run the runtime");
+        status.code()
+    };
+    assert_eq!(exec_with_fd3("1"), Some(0));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "kept\n");
+    // Without it, fd 3 is closed before the process runs.
+    assert_ne!(exec_with_fd3("0"), Some(0));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "kept\n");
+}
+
+#[test]
+fn exec_tty_sends_the_pty_master_to_the_console_socket() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let ctx = Ctx::new("exec_tty_sends_the_pty_master_to_the_console_socket");
+    let b = ctx.bundle(&["sleep", "30"]);
+    ctx.create_start(&b, "sleep");
+    let socket_path = ctx.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    let socket_arg = socket_path.to_str().unwrap();
+    let out = ctx.rt(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        socket_arg,
+        &b.id,
+        "sh",
+        "-c",
+        "tty; echo done",
+    ]);
+    out.ok();
+    let (conn, _) = listener.accept().unwrap();
+    let mut name = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("the pty master");
+    // SAFETY: SCM_RIGHTS just installed this fd; nothing else owns it.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut text = String::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match nix::unistd::read(&master, &mut buf) {
+            Ok(0) | Err(nix::Error::EIO) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(nix::Error::EINTR) => {}
+            Err(e) => panic!("read pty: {e}"),
+        }
+    }
+    let lines = lines(&text);
+    assert!(lines.iter().any(|l| l.starts_with("/dev/pts/")), "{text:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("done"), "{text:?}");
+}
