@@ -424,3 +424,57 @@ fn exec_tty_sends_the_pty_master_to_the_console_socket() {
     assert!(lines.iter().any(|l| l.starts_with("/dev/pts/")), "{text:?}");
     assert_eq!(lines.last().map(String::as_str), Some("done"), "{text:?}");
 }
+
+#[test]
+fn events_streams_an_oom_kill() {
+    let ctx = Ctx::new("events_streams_an_oom_kill");
+    let mut b = ctx.bundle(&["sleep", "30"]);
+    // Memory and memory+swap both 32 MiB: a 64 MiB buffer cannot fit, not even swapped out.
+    let limit = 32 << 20;
+    b.resources()["memory"] = json!({"limit": limit, "swap": limit});
+    ctx.create_start(&b, "sleep");
+    let events_out = ctx.path().join("events.out");
+    let mut stream = std::process::Command::new(BIN)
+        .args([
+            "--root",
+            ctx.root.to_str().unwrap(),
+            "events",
+            "--interval",
+            "10s",
+            &b.id,
+        ])
+        .stdout(fs::File::create(&events_out).unwrap())
+        .spawn()
+        .expect("spawn events");
+    ctx.rt(&[
+        "exec",
+        &b.id,
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ])
+    .code_is(128 + 9);
+    let seen = poll_until(STATE_TIMEOUT, || {
+        let text = fs::read_to_string(&events_out).unwrap_or_default();
+        text.contains("\"oom\"").then_some(())
+    });
+    ctx.kill(&b.id, "KILL").ok();
+    // The stream ends by itself once the container has stopped.
+    let ended = poll_until(STATE_TIMEOUT, || stream.try_wait().ok().flatten());
+    let _ = stream.kill();
+    let _ = stream.wait();
+    let out = fs::read_to_string(&events_out).unwrap();
+    assert!(seen.is_some(), "no oom event:\n{out}");
+    assert!(
+        ended.is_some_and(|s| s.success()),
+        "events did not end with the container: {ended:?}"
+    );
+    let oom: Vec<Value> = lines(&out)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .filter(|e: &Value| e["type"] == "oom")
+        .collect();
+    assert_eq!(oom, [json!({"type": "oom", "id": b.id})], "{out}");
+}
