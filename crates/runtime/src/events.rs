@@ -34,6 +34,9 @@ pub fn events(
     interval: Duration,
     out: &mut impl Write,
 ) -> Result<()> {
+    if interval.is_zero() {
+        bail!("--interval must be greater than 0");
+    }
     let state = State::load(root, id)?;
     if state.status(root) == Status::Stopped {
         bail!("container \"{id}\" is not running");
