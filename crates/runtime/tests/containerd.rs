@@ -79,6 +79,26 @@ fn acceptance(name: &str, runtime: &Path) {
         (count() > frozen_at).then_some(())
     });
 
+    // Terminals: the shim's console socket gets the pty master (ctr needs a tty: script's).
+    let out = c.ctr_in_pty(&["task", "exec", "--tty", "--exec-id", "t1", "bg", "tty"]);
+    out.ok();
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    let runtime = c.runtime.to_string_lossy().into_owned();
+    let out = c.ctr_in_pty(&[
+        "run",
+        "--rm",
+        "--tty",
+        "--runc-binary",
+        &runtime,
+        IMAGE,
+        "tty1",
+        "sh",
+        "-c",
+        "tty; exit 5",
+    ]);
+    out.code_is(5);
+    assert!(out.stdout.contains("/dev/pts/0"), "{out}");
+
     // task ps: the shim's `ps --format json`.
     let init = c.task_pid("bg");
     let out = c.ctr(&["task", "ps", "bg"]);
@@ -257,23 +277,48 @@ impl Containerd {
         out
     }
 
+    /// `ctr` with a pty as its stdio (`script`), for --tty; its exit status is ctr's.
+    #[track_caller]
+    fn ctr_in_pty(&self, args: &[&str]) -> CtrOut {
+        let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+        let mut line = format!(
+            "ctr --address {} --namespace {}",
+            quote(&self.socket.to_string_lossy()),
+            quote(&self.namespace)
+        );
+        for arg in args {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        self.command_out(
+            Command::new("script").args(["--quiet", "--return", "--command", &line, "/dev/null"]),
+            &line,
+        )
+    }
+
     fn ctr_quiet(&self, args: &[&str]) -> CtrOut {
-        let dir = self.ctx.new_dir("ctr");
-        let (so, se) = (dir.join("stdout"), dir.join("stderr"));
-        let mut child = Command::new("ctr")
-            .arg("--address")
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
             .arg(&self.socket)
             .arg("--namespace")
             .arg(&self.namespace)
-            .args(args)
+            .args(args);
+        self.command_out(&mut cmd, &format!("ctr {}", args.join(" ")))
+    }
+
+    /// Runs `cmd` to completion (or CTR_TIMEOUT), its output in files of the test's dir.
+    fn command_out(&self, cmd: &mut Command, text: &str) -> CtrOut {
+        let dir = self.ctx.new_dir("ctr");
+        let (so, se) = (dir.join("stdout"), dir.join("stderr"));
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(File::create(&so).unwrap())
             .stderr(File::create(&se).unwrap())
             .spawn()
-            .expect("spawn ctr");
+            .unwrap_or_else(|e| panic!("spawn {text}: {e}"));
         let status = wait_with_timeout(&mut child, CTR_TIMEOUT);
         CtrOut {
-            cmd: format!("ctr {}", args.join(" ")),
+            cmd: text.to_string(),
             status,
             stdout: fs::read_to_string(so).unwrap_or_default(),
             stderr: fs::read_to_string(se).unwrap_or_default(),
