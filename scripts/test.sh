@@ -25,7 +25,8 @@ cd "$root_dir"
 
 [[ $(id -u) -eq 0 ]] || die "the tests create namespaces, cgroups and mounts: run this as root (e.g. sudo $0)"
 
-need_debian_packages busybox-static
+# containerd and runc: the runtime's containerd acceptance test (runc is its control run).
+need_debian_packages busybox-static containerd runc
 need_commands python3:python3 flock:util-linux unshare:util-linux
 need_cargo
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"

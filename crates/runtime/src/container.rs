@@ -388,32 +388,65 @@ pub(crate) fn init_pidfd(state: &State) -> Result<Option<OwnedFd>> {
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let state = State::load(root, id)?;
     if all {
-        let cgroup = cgroups::open(&state.cgroup_path)?;
-        for pidfd in cgroup_pidfds(&*cgroup)? {
-            match sys::pidfd_send_signal(&pidfd, signal) {
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                r => r.with_context(|| format!("cannot signal container \"{id}\""))?,
-            }
-        }
-        return Ok(());
+        return kill_all(&state, signal);
     }
     // containerd recognises runc's wording when a stop races the container's exit.
     let pidfd = init_pidfd(&state)?.context("container not running")?;
     sys::pidfd_send_signal(&pidfd, signal)
-        .with_context(|| format!("cannot signal container \"{id}\""))
+        .with_context(|| format!("cannot signal container \"{id}\""))?;
+    thaw_to_kill(&state, signal)
+}
+
+/// A frozen process dies of SIGKILL only once thawed: a SIGKILL to a paused container thaws it.
+fn thaw_to_kill(state: &State, signal: i32) -> Result<()> {
+    if signal != libc::SIGKILL {
+        return Ok(());
+    }
+    let cgroup = cgroups::open(&state.cgroup_path)?;
+    if cgroup.frozen().unwrap_or(false) {
+        cgroup.set_frozen(false)?;
+    }
+    Ok(())
+}
+
+/// Signal every process of the cgroup. It is frozen meanwhile (where there is a freezer), so
+/// none can fork a child that the list misses; thawed after unless it was paused before.
+fn kill_all(state: &State, signal: i32) -> Result<()> {
+    let cgroup = cgroups::open(&state.cgroup_path)?;
+    let paused = cgroup.frozen().unwrap_or(false);
+    let froze = !paused && cgroup.set_frozen(true).is_ok();
+    let signalled = cgroup_pidfds(&*cgroup).and_then(|pidfds| {
+        pidfds
+            .iter()
+            .try_for_each(|pidfd| match sys::pidfd_send_signal(pidfd, signal) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                r => r.with_context(|| format!("cannot signal container \"{}\"", state.id)),
+            })
+    });
+    if froze {
+        cgroup.set_frozen(false)?;
+    }
+    signalled?;
+    thaw_to_kill(state, signal)
 }
 
 /// Remove a stopped or created container; with `force` a running one is killed first, and
 /// the remains of a `create` that was itself killed (a directory without state) are removed.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = state::container_dir(root, id)?;
-    if force && dir.is_dir() && !dir.join(state::STATE_FILE).exists() {
-        return fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()));
+    if force && !dir.join(state::STATE_FILE).exists() {
+        // As runc: nothing to delete is success with --force (containerd's shim deletes
+        // again when it cleans up).
+        return match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+            }
+            _ => Ok(()),
+        };
     }
     let state = State::load(root, id)?;
     let status = state.status(root);
-    if status == Status::Running && !force {
+    if matches!(status, Status::Running | Status::Paused) && !force {
         bail!("cannot delete container \"{id}\" that is not stopped: {status}");
     }
     let cgroup = cgroups::open(&state.cgroup_path)?;
@@ -445,12 +478,18 @@ fn is_not_found(e: &anyhow::Error) -> bool {
 }
 
 /// SIGKILL the init (whose death ends its pid namespace) and everything in the cgroup,
-/// waiting on pidfds until each is gone.
+/// thaw it if it was paused (a frozen process cannot die), and wait on pidfds until each is
+/// gone.
 fn kill_all_and_wait(state: &State, cgroup: &dyn CgroupManager) -> Result<()> {
     let init = init_pidfd(state)?;
     let all = cgroup_pidfds(cgroup)?;
     for pidfd in init.iter().chain(&all) {
         let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+    }
+    if cgroup.frozen().unwrap_or(false) {
+        cgroup.set_frozen(false)?;
+    }
+    for pidfd in init.iter().chain(&all) {
         if !sys::pidfd_wait_exit(pidfd, KILL_TIMEOUT_MS)? {
             bail!(
                 "a process of container \"{}\" did not die after SIGKILL",

@@ -53,14 +53,22 @@ pub struct Execd {
     pub console: Option<UnixStream>,
 }
 
-/// Start `opts.process` in the running container `opts.id`; returns once it has exec'd (an
-/// error before that, such as a missing binary or a bad cwd, is returned here).
+/// Start `opts.process` in the created or running container `opts.id`; returns once it has
+/// exec'd (an error before that, such as a missing binary or a bad cwd, is returned here).
 ///
 /// The caller must be single-threaded (it forks).
 pub fn exec(opts: &ExecOptions) -> Result<Execd> {
+    exec_preserving_fds(opts, 0)
+}
+
+/// [`exec`], passing the caller's fds 3 to 3+`preserve_fds`-1 on to the process (runc's
+/// `--preserve-fds`); every other fd is closed on exec.
+pub fn exec_preserving_fds(opts: &ExecOptions, preserve_fds: u32) -> Result<Execd> {
     let state = State::load(opts.root, opts.id)?;
-    if state.status(opts.root) != Status::Running {
-        bail!("container {} is not running", opts.id);
+    match state.status(opts.root) {
+        Status::Created | Status::Running => {}
+        Status::Paused => bail!("cannot exec in a paused container {}", opts.id),
+        Status::Stopped => bail!("container {} is not running", opts.id),
     }
     let init =
         init_pidfd(&state)?.with_context(|| format!("container {} is not running", opts.id))?;
@@ -81,6 +89,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         namespaces: &namespaces,
         console: console.as_ref(),
         sync: child_sync,
+        preserve_fds,
     };
     let (pid, pidfd) = spawn(child, &mut sync)?;
     drop(console);
@@ -146,6 +155,8 @@ struct Child<'a> {
     namespaces: &'a [(File, i32)],
     console: Option<&'a UnixStream>,
     sync: UnixStream,
+    /// How many fds after stdio the process keeps.
+    preserve_fds: u32,
 }
 
 /// Fork an intermediate that joins the namespaces and clones the process (our child, by
@@ -202,7 +213,8 @@ fn prepare_and_exec(child: &Child) -> anyhow::Error {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
         process::set_no_new_privileges(process)?;
         reset_signals()?;
-        sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
+        sys::cloexec_from(3u32.saturating_add(child.preserve_fds))
+            .context("cannot mark fds close-on-exec")?;
         Err(process::exec(&exe, process))
     })();
     result

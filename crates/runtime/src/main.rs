@@ -27,7 +27,7 @@ struct Cli {
     log_format: LogFormat,
     #[arg(long, global = true)]
     debug: bool,
-    /// Accepted for runc compatibility; berth-runtime drives cgroupfs itself.
+    /// Not supported: berth-runtime drives cgroupfs itself (create and run refuse it).
     #[arg(long = "systemd-cgroup", global = true, hide = true)]
     systemd_cgroup: bool,
     #[command(subcommand)]
@@ -86,6 +86,45 @@ enum Command {
     },
     /// Print the features this runtime supports, as JSON.
     Features,
+    /// Run a process in a created or running container.
+    #[command(trailing_var_arg = true)]
+    Exec {
+        #[command(flatten)]
+        flags: berth_runtime::exec_args::ExecFlags,
+        id: String,
+        #[arg(allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List the processes of a container (json: an array of pids).
+    #[command(trailing_var_arg = true)]
+    Ps {
+        #[arg(long, short, default_value = "table")]
+        format: String,
+        id: String,
+        /// Options for ps(1) with the table format (default -ef).
+        #[arg(allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a container's resource limits.
+    Update {
+        #[command(flatten)]
+        flags: berth_runtime::update::UpdateFlags,
+        id: String,
+    },
+    /// Print a container's resource usage (and OOM events) as JSON lines.
+    Events {
+        /// Print the stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats, e.g. 5s, 500ms.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        id: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -132,6 +171,9 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<u8> {
     let root = cli.root.as_path();
+    if cli.systemd_cgroup && matches!(cli.command, Command::Create { .. } | Command::Run { .. }) {
+        bail!("--systemd-cgroup is not supported: berth-runtime manages cgroupfs itself (containerd: SystemdCgroup = false)");
+    }
     match &cli.command {
         Command::Spec { bundle } => write_spec(bundle)?,
         Command::Create { bundle, common, id } => {
@@ -161,8 +203,43 @@ fn run(cli: &Cli) -> Result<u8> {
             "{}",
             serde_json::to_string_pretty(&berth_runtime::features::features())?
         ),
+        Command::Exec { flags, id, command } => {
+            let code = berth_runtime::exec_args::run(root, id, command, flags)?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(root, id, format, ps_args)?,
+        Command::Pause { id } => berth_runtime::pause::pause(root, id)?,
+        Command::Resume { id } => berth_runtime::pause::resume(root, id)?,
+        Command::Update { flags, id } => {
+            berth_runtime::update::update(root, id, &flags.resources()?)?
+        }
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => berth_runtime::events::events(
+            root,
+            id,
+            *stats,
+            *interval,
+            &mut std::io::stdout().lock(),
+        )?,
     }
     Ok(0)
+}
+
+fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
+    let pids = berth_runtime::ps::pids(root, id)?;
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => print!("{}", berth_runtime::ps::table(&pids, ps_args)?),
+        other => bail!("invalid format {other:?}: use table or json"),
+    }
+    Ok(())
 }
 
 fn write_spec(bundle: &Path) -> Result<()> {

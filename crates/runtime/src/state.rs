@@ -19,6 +19,8 @@ pub const EXEC_FIFO: &str = "exec.fifo";
 pub enum Status {
     Created,
     Running,
+    /// Running, with its cgroup frozen (`pause`).
+    Paused,
     Stopped,
 }
 
@@ -27,6 +29,7 @@ impl std::fmt::Display for Status {
         let s = match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         };
         f.pad(s)
@@ -119,11 +122,21 @@ impl State {
     pub fn status(&self, root: &Path) -> Status {
         if !self.init_alive() {
             Status::Stopped
+        } else if self.frozen() {
+            // runc's order: a created container can be paused too.
+            Status::Paused
         } else if self.dir(root).join(EXEC_FIFO).exists() {
             Status::Created
         } else {
             Status::Running
         }
+    }
+
+    /// Whether the container's cgroup is frozen; a host without a freezer never is.
+    fn frozen(&self) -> bool {
+        crate::cgroups::open(&self.cgroup_path)
+            .and_then(|cgroup| cgroup.frozen())
+            .unwrap_or(false)
     }
 
     pub fn oci_state(&self, status: Status) -> OciState<'_> {

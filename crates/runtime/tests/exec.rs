@@ -261,11 +261,18 @@ fn exec_errors_before_running() {
     ctx.wait_status(&b.id, "stopped");
     let err = try_exec(&b.id, &process(&["true"], json!({})));
     assert_eq!(err, format!("container {} is not running", b.id));
-    // A created container is not running either.
+    // A created container takes an exec (as runc's: containerd may exec before start).
     let created = ctx.bundle(&["sleep", "1000"]);
     ctx.create(&created).ok();
-    let err = try_exec(&created.id, &process(&["true"], json!({})));
-    assert_eq!(err, format!("container {} is not running", created.id));
+    let execd = exec(&ExecOptions {
+        root: &ctx.root,
+        id: &created.id,
+        process: &process(&["sh", "-c", "exit 5"], json!({})),
+        console_socket: None,
+        relay_terminal: false,
+    })
+    .expect("exec in a created container");
+    assert_eq!(wait_code(execd.pid), 5);
 }
 
 fn exec_with_a_terminal_relays_the_pty() {

@@ -835,41 +835,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Freeze or thaw the container's cgroup (v1 freezer.state, v2 cgroup.freeze) and wait
-    /// until the kernel says it is done.
+    /// Freeze or thaw the container's cgroup and wait until the kernel says it is done (the
+    /// runtime's freezer, which `berth-runtime pause` uses too).
     fn freeze(&self, id: &str, frozen: bool) -> Result<()> {
-        let path = self.cgroup_path(id);
-        let rel = path.strip_prefix("/").unwrap_or(&path);
-        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-        let (file, value, want) = if v2 {
-            (
-                Path::new("/sys/fs/cgroup").join(rel).join("cgroup.freeze"),
-                if frozen { "1" } else { "0" },
-                None,
-            )
-        } else {
-            (
-                Path::new("/sys/fs/cgroup/freezer")
-                    .join(rel)
-                    .join("freezer.state"),
-                if frozen { "FROZEN" } else { "THAWED" },
-                Some(if frozen { "FROZEN" } else { "THAWED" }),
-            )
-        };
-        std::fs::write(&file, value).with_context(|| format!("cannot write {}", file.display()))?;
-        if let Some(want) = want {
-            // v1 goes through FREEZING; a write of FROZEN again nudges stragglers.
-            for _ in 0..1000 {
-                let now = std::fs::read_to_string(&file).unwrap_or_default();
-                if now.trim() == want {
-                    return Ok(());
-                }
-                std::fs::write(&file, value).ok();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            return Err(anyhow!("the cgroup of {id} did not become {want}").into());
-        }
-        Ok(())
+        let cgroup = berth_runtime::cgroups::open(&self.cgroup_path(id))?;
+        Ok(cgroup.set_frozen(frozen)?)
     }
 
     pub fn waiter(&self, name_or_id: &str, condition: WaitCondition) -> Result<Waiter> {

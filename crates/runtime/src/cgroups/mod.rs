@@ -12,8 +12,10 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 pub mod devices;
+mod freezer;
 mod fs;
 mod knobs;
+pub mod stats;
 #[cfg(test)]
 mod testing;
 pub mod v1;
@@ -54,6 +56,12 @@ pub trait CgroupManager {
     fn remove(&self) -> Result<()>;
     /// Directories to bind into the container's cgroup mount.
     fn mount_sources(&self) -> Vec<CgroupMountSource>;
+    /// Freeze every process of the cgroup (or thaw them), returning once the kernel has.
+    fn set_frozen(&self, frozen: bool) -> Result<()>;
+    /// Whether the cgroup is frozen; an error if it (or the freezer) does not exist.
+    fn frozen(&self) -> Result<bool>;
+    /// Usage numbers (zero for what this host does not count).
+    fn stats(&self) -> stats::Stats;
 }
 
 /// Which driver this host needs, detected from what is mounted at `/sys/fs/cgroup`.

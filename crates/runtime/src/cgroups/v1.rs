@@ -20,7 +20,8 @@ use super::fs::{
     write_file,
 };
 use super::knobs::{controller_of, Knobs};
-use super::{CgroupManager, CgroupMountSource};
+use super::stats::{self, Stats};
+use super::{freezer, CgroupManager, CgroupMountSource};
 
 /// The controller names a v1 mount's options may carry (besides `name=<hierarchy>`); the other
 /// options (rw, xattr, release_agent=...) are not controllers.
@@ -237,6 +238,18 @@ impl CgroupManager for V1Manager {
                 host_path: h.dir.clone(),
             })
             .collect()
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        freezer::set_v1(&self.knob_path("freezer.state")?, frozen)
+    }
+
+    fn frozen(&self) -> Result<bool> {
+        freezer::is_frozen_v1(&self.knob_path("freezer.state")?)
+    }
+
+    fn stats(&self) -> Stats {
+        stats::v1(&|knob| fs::read_to_string(self.knob_path(knob).ok()?).ok())
     }
 }
 

@@ -20,7 +20,8 @@ use super::fs::{
     add_pid, cgroup_subpath, own_cgroup, read_file, read_pids, remove_cgroup, write_file,
 };
 use super::knobs::{controller_of, Knobs};
-use super::{CgroupManager, CgroupMountSource};
+use super::stats::{self, Stats};
+use super::{freezer, CgroupManager, CgroupMountSource};
 
 /// The controllers whose knobs this driver writes. A knob file exists only once its controller
 /// is enabled in the parent's cgroup.subtree_control, so `create` enables these on the way down.
@@ -140,15 +141,40 @@ impl CgroupManager for V2Manager {
             host_path: self.dir.clone(),
         }]
     }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        freezer::set_v2(&self.dir, frozen)
+    }
+
+    fn frozen(&self) -> Result<bool> {
+        freezer::is_frozen_v2(&self.dir)
+    }
+
+    fn stats(&self) -> Stats {
+        stats::v2(&|knob| fs::read_to_string(self.dir.join(knob)).ok())
+    }
 }
 
-/// Waits up to [`EXIT_GRACE`] for the cgroup to have no process left: cgroup.events says
-/// "populated 0" then, and signals POLLPRI on every change, so there is an fd to wait on.
+/// Waits up to [`EXIT_GRACE`] for the cgroup to have no process left (see [`wait_for_event`]).
 fn wait_until_empty(dir: &Path) -> Result<()> {
+    if wait_for_event(dir, "populated 0", EXIT_GRACE)? {
+        return Ok(());
+    }
+    bail!(
+        "cgroup {} still has processes {:?} after {EXIT_GRACE:?}",
+        dir.display(),
+        read_pids(dir)?
+    )
+}
+
+/// Waits up to `timeout` for `line` (e.g. "populated 0", "frozen 1") in the cgroup's
+/// cgroup.events, which signals POLLPRI on every change, so there is an fd to wait on.
+/// False on timeout.
+pub(super) fn wait_for_event(dir: &Path, line: &str, timeout: Duration) -> Result<bool> {
     let path = dir.join("cgroup.events");
     let mut events =
         File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let deadline = Instant::now() + EXIT_GRACE;
+    let deadline = Instant::now() + timeout;
     loop {
         // Reading also marks the current state as seen, so poll reports only later changes.
         let mut text = String::new();
@@ -156,16 +182,12 @@ fn wait_until_empty(dir: &Path) -> Result<()> {
             .seek(SeekFrom::Start(0))
             .and_then(|_| events.read_to_string(&mut text))
             .with_context(|| format!("cannot read {}", path.display()))?;
-        if text.lines().any(|line| line == "populated 0") {
-            return Ok(());
+        if text.lines().any(|l| l == line) {
+            return Ok(true);
         }
         let left = PollTimeout::try_from(deadline.saturating_duration_since(Instant::now()))?;
         match poll(&mut [PollFd::new(events.as_fd(), PollFlags::POLLPRI)], left) {
-            Ok(0) => bail!(
-                "cgroup {} still has processes {:?} after {EXIT_GRACE:?}",
-                dir.display(),
-                read_pids(dir)?
-            ),
+            Ok(0) => return Ok(false),
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).with_context(|| format!("cannot poll {}", path.display())),
         }
@@ -732,6 +754,29 @@ mod tests {
         manager.remove().unwrap();
         assert!(!manager.dir.exists());
         assert!(parent.exists(), "remove must not touch the parent");
+        manager.remove().unwrap();
+    }
+
+    #[test]
+    fn real_freeze_and_thaw() {
+        let Some(root) = real_hierarchy() else { return };
+        let manager = V2Manager::new(root, Path::new(&unique_name())).unwrap();
+        let _cleanup = Cleanup(vec![manager.dir.clone()]);
+        manager.create().unwrap();
+        let child = Sleeper::spawn();
+        manager.add_process(child.pid()).unwrap();
+        assert!(!manager.frozen().unwrap());
+        manager.set_frozen(true).unwrap();
+        assert!(manager.frozen().unwrap());
+        assert!(read(&manager.dir.join("cgroup.events")).contains("frozen 1\n"));
+        manager.set_frozen(false).unwrap();
+        assert!(!manager.frozen().unwrap());
+        assert!(read(&manager.dir.join("cgroup.events")).contains("frozen 0\n"));
+        // cpu.stat is the core's: there even without the cpu controller.
+        assert!(manager.dir.join("cpu.stat").exists());
+        let stats = manager.stats();
+        assert_eq!(stats.pids.limit, 0);
+        drop(child);
         manager.remove().unwrap();
     }
 
