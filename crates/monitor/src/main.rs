@@ -4,6 +4,7 @@
 //!
 //! Single-threaded and synchronous: it forks (create, exec), and it stays small.
 
+mod memory;
 mod output;
 mod serve;
 mod stdio;

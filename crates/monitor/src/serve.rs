@@ -357,6 +357,8 @@ impl Monitor {
         match req {
             Request::Start => {
                 let pid = self.start()?;
+                // From here on only the loop runs, for as long as the process does.
+                crate::memory::release_file_pages();
                 Ok(Reply {
                     pid: Some(pid),
                     ..Reply::ok()
