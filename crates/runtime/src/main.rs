@@ -116,6 +116,10 @@ impl CreateFlags {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = berth_runtime::sys::protect_self_exe() {
+        eprintln!("berth-runtime: cannot run from a read-only copy of itself: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     if let Err(e) = log::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("berth-runtime: cannot open log file: {e}");
