@@ -51,8 +51,7 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 /// re-execute it from a read-only view of it. Call first thing in `main` (single-threaded,
 /// nothing opened yet): it returns only once the process runs protected, or with an error.
 pub fn protect_self_exe() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments. Children inherit it until they exec.
-    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } as libc::c_long)?;
+    set_non_dumpable()?;
     let exe = std::fs::File::open("/proc/self/exe")?;
     let exe = OwnedFd::from(exe);
     if is_protected(&exe)? {
@@ -67,6 +66,13 @@ pub fn protect_self_exe() -> io::Result<()> {
         }
     };
     Err(err)
+}
+
+/// PR_SET_DUMPABLE 0: other processes of our uid (a container's root) can no longer open our
+/// /proc/<pid>/exe, fds or memory. Children inherit it until they exec.
+pub fn set_non_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } as libc::c_long).map(drop)
 }
 
 /// True if nothing can write to the file behind `fd`: it is on a read-only mount, or it is a
