@@ -208,3 +208,41 @@ pub fn exe_of_is_protected(pid: libc::pid_t) -> io::Result<bool> {
     let file = std::fs::File::open(Path::new("/proc").join(pid.to_string()).join("exe"))?;
     is_protected(&OwnedFd::from(file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn self_exe() -> OwnedFd {
+        OwnedFd::from(std::fs::File::open("/proc/self/exe").unwrap())
+    }
+
+    /// The fallback where no read-only mount can be made: the copy is sealed, and a write
+    /// through a reopened fd (as the exploit does) is refused.
+    #[test]
+    fn sealed_copy_cannot_be_written() {
+        let exe = self_exe();
+        let copy = sealed_copy(&exe).unwrap();
+        assert!(is_protected(&copy).unwrap());
+        let path = format!("/proc/self/fd/{}", copy.as_raw_fd());
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"PWNED"))
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    }
+
+    /// The clone holds the very binary, on a read-only mount (the write refused after the
+    /// binary's last user exits is tested end to end by berth-runtime's escape tests).
+    #[test]
+    fn read_only_clone_holds_the_binary_read_only() {
+        let exe = self_exe();
+        assert!(!is_protected(&exe).unwrap());
+        let (dir, name) = read_only_clone(&exe).unwrap();
+        let file = openat(dir.as_raw_fd(), &name).unwrap();
+        assert_eq!(file_id(&file).unwrap(), file_id(&exe).unwrap());
+        assert!(is_protected(&file).unwrap());
+    }
+}
