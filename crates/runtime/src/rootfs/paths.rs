@@ -2,7 +2,7 @@
 //! absolute ones planted by the image) are clamped to the rootfs, so nothing done through the
 //! returned fds can touch the host (CVE-2021-30465).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -35,13 +35,7 @@ pub const NO_SYMLINKS_AT: [&str; 3] = ["proc", "sys", "dev"];
 pub fn refuse_symlinks(root: &OwnedFd, path: &Path) -> Result<()> {
     let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
-    match berth_sys::openat2(
-        std::os::fd::AsFd::as_fd(root),
-        &c_path,
-        libc::O_PATH,
-        0,
-        resolve,
-    ) {
+    match berth_sys::openat2(root.as_fd(), &c_path, libc::O_PATH, 0, resolve) {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => bail!(
