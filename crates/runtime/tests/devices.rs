@@ -230,3 +230,21 @@ fn v2_device_program_on_a_missing_cgroup_is_an_error() {
         "{err:#}"
     );
 }
+
+/// A long rule list (as with many `--device`s) loads and still decides by its last match.
+#[test]
+fn v2_device_program_with_a_thousand_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_nodes(tmp.path());
+    let cg = TestCgroup::new("v2-device-thousand-rules");
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    for minor in 1000..2000 {
+        rules.push(json!({"allow": true, "type": "c", "major": 1, "minor": minor, "access": "rw"}));
+    }
+    rules.push(json!({"allow": true, "type": "c", "major": 1, "minor": 1, "access": "r"}));
+    cg.apply(serde_json::Value::Array(rules));
+    let (out, err) = cg.sh(&format!("cd {} && {PROBE}", tmp.path().display()));
+    for want in ["mem=passed", "null=passed", "loop=eperm", "mem-write=eperm"] {
+        assert!(out.contains(want), "{want}:\n{out}{err}");
+    }
+}

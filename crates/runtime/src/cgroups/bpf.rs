@@ -228,10 +228,27 @@ struct ProgLoadAttr {
     expected_attach_type: u32,
 }
 
-/// Load the program; the verifier's log is the error when it refuses it.
+/// Load the program. Without a log first (a verbose log of a long rule list could overflow
+/// any buffer and fail the load by itself); when the verifier refuses it, again with the log,
+/// which becomes the error.
 fn load(prog: &[Insn]) -> Result<OwnedFd> {
+    let err = match load_with_log(prog, &mut []) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut log = vec![0u8; 256 * 1024];
+    let _ = load_with_log(prog, &mut log);
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..end]);
+    bail!(
+        "cannot load the device cgroup program: {err}: {}",
+        text.trim()
+    )
+}
+
+/// BPF_PROG_LOAD, with the verifier's log in `log` unless it is empty.
+fn load_with_log(prog: &[Insn], log: &mut [u8]) -> Result<OwnedFd> {
     const LICENSE: &CStr = c"Apache";
-    let mut log = vec![0u8; 64 * 1024];
     let mut name = [0u8; 16];
     name[..12].copy_from_slice(b"berth_device");
     let mut attr = ProgLoadAttr {
@@ -239,26 +256,20 @@ fn load(prog: &[Insn]) -> Result<OwnedFd> {
         insn_cnt: u32::try_from(prog.len()).context("device program too long")?,
         insns: prog.as_ptr() as u64,
         license: LICENSE.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level: u32::from(!log.is_empty()),
+        log_size: u32::try_from(log.len()).unwrap_or(u32::MAX),
+        log_buf: if log.is_empty() {
+            0
+        } else {
+            log.as_mut_ptr() as u64
+        },
         kern_version: 0,
         prog_flags: 0,
         prog_name: name,
         prog_ifindex: 0,
         expected_attach_type: BPF_CGROUP_DEVICE,
     };
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => Ok(owned(fd)),
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
-            bail!(
-                "cannot load the device cgroup program: {e}: {}",
-                text.trim()
-            )
-        }
-    }
+    Ok(owned(bpf(BPF_PROG_LOAD, &mut attr)?))
 }
 
 #[repr(C)]
