@@ -5,8 +5,9 @@
 //!
 //! [`protect_self_exe`] makes berth-runtime and berth-monitor non-dumpable (other processes
 //! cannot open their /proc/<pid>/exe) and re-executes them from a read-only view of their
-//! binary: a detached read-only clone of the mount holding its directory (no copy, ~1 ms), or,
-//! where that is refused, a sealed memfd copy. Whatever a container reaches through
+//! binary: a detached read-only clone of the mount holding its directory (no copy: the cost is
+//! one more exec, 3-4 ms per `run` on a loaded 2-CPU VM), or, where that is refused (no
+//! CAP_SYS_ADMIN), a sealed memfd copy (a copy of the whole binary on every start). Whatever a container reaches through
 //! /proc/<pid>/exe is then on a read-only mount (EROFS) or sealed (EPERM).
 
 use std::ffi::{CString, OsString};
