@@ -28,6 +28,8 @@ cd "$root_dir"
 # containerd and runc: the runtime's containerd acceptance test (runc is its control run).
 need_debian_packages busybox-static containerd runc
 need_commands python3:python3 flock:util-linux unshare:util-linux
+# The CVE-2019-5736 exploit test (runtime tests/escape.rs) compiles its payload with cc.
+need_debian_packages gcc
 need_cargo
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"

@@ -18,6 +18,10 @@ use berth_monitor::client::READY_FD;
 use berth_monitor::protocol::{MonitorConfig, Reply, CONFIG_FILE};
 
 fn main() {
+    if let Err(e) = berth_runtime::sys::protect_self_exe() {
+        eprintln!("berth-monitor: cannot run from a read-only copy of itself: {e}");
+        std::process::exit(1);
+    }
     let ready = take_ready_fd();
     let result = setup_signals().and_then(|()| {
         let dir = std::env::args_os()

@@ -344,3 +344,21 @@ fn monitor_anon_kib(cfg: &berth_monitor::protocol::MonitorConfig) -> u64 {
         .unwrap();
     field.trim().trim_end_matches("kB").trim().parse().unwrap()
 }
+
+/// CVE-2019-5736: the monitor forks the container's init from itself, so like the runtime it
+/// runs from a read-only view of its binary (and keeps its name).
+#[test]
+fn monitor_runs_from_a_read_only_view_of_its_binary() {
+    let ctx = Ctx::new("monitor_read_only_exe");
+    let cfg = ctx.container(&["sleep", "1000"], false, false);
+    let spawned = ctx.spawn(&cfg).expect("spawn");
+    let pid = spawned.monitor_pid;
+    let exe = format!("/proc/{pid}/exe");
+    let st = nix::sys::statvfs::statvfs(exe.as_str()).unwrap();
+    assert!(
+        st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "berth-monitor (pid {pid}) runs from a writable binary"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "berth-monitor");
+}

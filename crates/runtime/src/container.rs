@@ -239,9 +239,13 @@ pub(crate) fn sync_pair() -> Result<(UnixStream, UnixStream)> {
 /// One message from the sync socket: its kind byte and text; kind 0 at EOF.
 pub(crate) fn read_message(sync: &mut UnixStream) -> Result<(u8, String)> {
     let mut buf = vec![0u8; 64 * 1024];
-    let n = sync
-        .read(&mut buf)
-        .context("cannot read from the container's init")?;
+    let n = match sync.read(&mut buf) {
+        // The init exited without reading what we sent last (it failed first): on a seqpacket
+        // socket that error is reported (once) before the message it queued for us.
+        Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => sync.read(&mut buf),
+        r => r,
+    }
+    .context("cannot read from the container's init")?;
     Ok(match buf[..n].split_first() {
         Some((&kind, text)) => (kind, String::from_utf8_lossy(text).into_owned()),
         None => (0, String::new()),

@@ -154,8 +154,35 @@ impl CreateFlags {
     }
 }
 
+impl Command {
+    /// Commands that never put a process into a container: they need not pay for a re-exec
+    /// from a read-only copy of the binary (CVE-2019-5736), non-dumpable is enough.
+    fn stays_outside_containers(&self) -> bool {
+        use Command as C;
+        matches!(
+            self,
+            C::Spec { .. }
+                | C::Start { .. }
+                | C::State { .. }
+                | C::Kill { .. }
+                | C::Delete { .. }
+                | C::List { .. }
+                | C::Features
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let protected = if cli.command.stays_outside_containers() {
+        berth_runtime::sys::set_non_dumpable()
+    } else {
+        berth_runtime::sys::protect_self_exe()
+    };
+    if let Err(e) = protected {
+        eprintln!("berth-runtime: cannot run from a read-only copy of itself: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = log::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("berth-runtime: cannot open log file: {e}");
         return ExitCode::FAILURE;

@@ -39,6 +39,10 @@ fn main() {
             "exec_with_a_terminal_relays_the_pty",
             exec_with_a_terminal_relays_the_pty,
         ),
+        (
+            "exec_never_leaks_fds_or_a_host_cwd",
+            exec_never_leaks_fds_or_a_host_cwd,
+        ),
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -344,4 +348,57 @@ fn receive_master(socket: &std::os::unix::net::UnixStream) -> std::os::fd::Owned
         .expect("an fd");
     // SAFETY: SCM_RIGHTS just installed this fd; nothing else owns it.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// CVE-2024-21626 through exec: with a host directory open in the caller (not close-on-exec,
+/// on fds 100-103, and whatever it has on 3-19), the exec'd process has no fd but its stdio,
+/// and `cwd` = /proc/self/fd/N fails or stays inside the container.
+fn exec_never_leaks_fds_or_a_host_cwd() {
+    let ctx = Ctx::new("exec_never_leaks_fds");
+    let (b, _) = running(&ctx);
+    let host = ctx.new_dir("host-dir");
+    fs::write(host.join("host-secret"), "secret").unwrap();
+    let dir = fs::File::open(&host).unwrap();
+    let leaked: Vec<i32> = (100..104)
+        // SAFETY: F_DUPFD_CLOEXEC-less dup of our own fd onto a free number >= n.
+        .map(|n| unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD, n) })
+        .collect();
+    assert!(leaked.iter().all(|&fd| fd >= 100), "{leaked:?}");
+
+    let (code, out) = exec_output(&ctx, &b.id, &process(&["ls", "/proc/self/fd"], json!({})));
+    assert_eq!(code, 0, "{out}");
+    let fds: Vec<&str> = out.split_whitespace().collect();
+    assert!(
+        fds.len() <= 4,
+        "fds leaked into the exec'd process: {fds:?}"
+    );
+
+    for n in (3..20).chain(leaked.iter().copied()) {
+        let cwd = json!({"cwd": format!("/proc/self/fd/{n}")});
+        // `true` first: an error (the expected outcome) comes back from exec itself.
+        let result = exec(&ExecOptions {
+            root: &ctx.root,
+            id: &b.id,
+            process: &process(&["true"], cwd.clone()),
+            console_socket: None,
+            relay_terminal: false,
+        });
+        match result {
+            Err(e) => assert!(format!("{e:#}").contains("cwd"), "fd {n}: {e:#}"),
+            Ok(execd) => {
+                wait_code(execd.pid);
+                let p = process(&["sh", "-c", "pwd; ls"], cwd);
+                let (_, out) = exec_output(&ctx, &b.id, &p);
+                assert!(
+                    !out.contains("host-secret") && !out.contains("unreachable"),
+                    "fd {n}: the exec'd process's cwd is outside the container:\n{out}"
+                );
+            }
+        }
+    }
+    for fd in leaked {
+        // SAFETY: closing the duplicates made above.
+        unsafe { libc::close(fd) };
+    }
+    ctx.kill(&b.id, "KILL").ok();
 }

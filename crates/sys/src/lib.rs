@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use libc::c_int;
 
+pub mod exe;
+
 fn errno(e: &io::Error) -> c_int {
     e.raw_os_error().unwrap_or(0)
 }

@@ -11,6 +11,7 @@ use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+pub mod bpf;
 pub mod devices;
 mod freezer;
 mod fs;
@@ -46,7 +47,7 @@ pub trait CgroupManager {
     /// Write the resource limits; a knob this host cannot apply is an error naming it.
     ///
     /// `resources.devices` (completed by `devices::complete`) is enforced by the devices
-    /// controller on v1; on v2 it needs an eBPF program, which this driver does not load yet.
+    /// controller on v1 and by an eBPF program attached to the cgroup on v2.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
     /// Move a process into the cgroup.
     fn add_process(&self, pid: Pid) -> Result<()>;

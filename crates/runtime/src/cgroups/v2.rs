@@ -313,10 +313,10 @@ impl Knobs for Cgroup2Knobs<'_> {
         Ok(())
     }
 
-    /// Not enforced yet: cgroup v2 has no device files; it needs an eBPF program attached to
-    /// the cgroup (the next runtime issue). The README says so.
-    fn apply_devices(&self, _: &[LinuxDeviceCgroup]) -> Result<()> {
-        Ok(())
+    /// cgroup v2 has no device files: the rules become an eBPF program attached to the cgroup
+    /// (replacing the one an earlier `apply` attached).
+    fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        super::bpf::apply(self.dir, rules)
     }
 
     /// Each key is a file of the cgroup directory, written as is.

@@ -139,6 +139,7 @@ fn mount_all(plan: &RootfsPlan, root: &OwnedFd) -> Result<()> {
         m.destination() == Path::new("/dev")
             && MountOptions::parse(m.options().as_deref().unwrap_or_default()).is_bind()
     });
+    paths::refuse_symlinks(root, Path::new("dev")).context("cannot create /dev")?;
     if !dev_is_bind {
         for dev in devices::default_devices() {
             devices::create_device(root, &dev, plan.in_user_namespace)?;

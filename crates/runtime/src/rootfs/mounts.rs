@@ -9,7 +9,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 use oci_spec::runtime::Mount;
 
-use super::paths::{create_in_root, reopen_in_root, Kind};
+use super::paths::{create_in_root, is_kernel_interface, refuse_symlinks, reopen_in_root, Kind};
 use crate::cgroups::CgroupMountSource;
 use crate::sys::fd_path;
 
@@ -133,6 +133,9 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount) -> Result<()> {
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
     let what = || format!("mount {} ({typ})", m.destination().display());
+    if is_kernel_interface(&dest) || typ == "proc" || typ == "sysfs" {
+        refuse_symlinks(ctx.root, &dest).with_context(what)?;
+    }
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, &dest, &opts).with_context(what);
     }
@@ -158,9 +161,26 @@ pub fn mount_entry(ctx: &MountContext, m: &Mount) -> Result<()> {
         }
         r => {
             r.with_context(|| format!("{}: mount failed", what()))?;
+            if typ == "proc" {
+                check_procfs(ctx.root, &dest).with_context(what)?;
+            }
             set_propagation(ctx.root, &dest, &opts.propagation).with_context(what)
         }
     }
+}
+
+/// What is at `dest` now must be the procfs just mounted: the runtime writes sysctls and
+/// masks files under it.
+fn check_procfs(root: &OwnedFd, dest: &Path) -> Result<()> {
+    let fd = reopen_in_root(root, dest)?;
+    let fs = nix::sys::statfs::fstatfs(&fd).context("cannot statfs the proc mount")?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        anyhow::bail!(
+            "/{} is not procfs after mounting proc there",
+            dest.display()
+        );
+    }
+    Ok(())
 }
 
 /// Bind `source` (a host path) onto `dest` inside the root, then apply the options that a

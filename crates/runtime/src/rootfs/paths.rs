@@ -2,7 +2,7 @@
 //! absolute ones planted by the image) are clamped to the rootfs, so nothing done through the
 //! returned fds can touch the host (CVE-2021-30465).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +22,33 @@ const O_PATH_DIR: i32 = libc::O_PATH | libc::O_DIRECTORY;
 pub fn reopen_in_root(root: &OwnedFd, path: &Path) -> Result<OwnedFd> {
     open_in_root(root, path, libc::O_PATH, 0)
         .with_context(|| format!("cannot open {} in the rootfs", path.display()))
+}
+
+/// The paths a container's kernel interfaces live at: the image may not make them symlinks,
+/// even ones that stay inside the rootfs (runc refuses them too): whatever points there would
+/// see procfs, sysfs or device nodes it does not expect, and checks made on the path (procfs
+/// magic, /dev/null's numbers) would be made on something else.
+pub const NO_SYMLINKS_AT: [&str; 3] = ["proc", "sys", "dev"];
+
+/// Refuse `path` (relative to the root) if any component of it is a symlink. A path that does
+/// not exist yet is fine: it is created as directories.
+pub fn refuse_symlinks(root: &OwnedFd, path: &Path) -> Result<()> {
+    let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    match berth_sys::openat2(root.as_fd(), &c_path, libc::O_PATH, 0, resolve) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => bail!(
+            "/{} in the rootfs is (or goes through) a symlink: refusing to use it",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot open {} in the rootfs", path.display())),
+    }
+}
+
+/// Whether `dest` (relative to the root) is, or is under, one of [`NO_SYMLINKS_AT`].
+pub fn is_kernel_interface(dest: &Path) -> bool {
+    NO_SYMLINKS_AT.iter().any(|top| dest.starts_with(top))
 }
 
 /// Open `path` inside the root, creating missing directories on the way and the last
