@@ -64,6 +64,8 @@ pub struct Engine {
     pub volumes: volumes::VolumeStore,
     pub events: events::Events,
     pub execs: exec::ExecStore,
+    /// `config.monitor`, and how it is started.
+    pub monitor: berth_monitor::client::MonitorBinary,
     /// The runtime berthd runs on: sync engine calls (on the blocking pool) start watchers
     /// and wait for state changes through it.
     pub rt: tokio::runtime::Handle,
@@ -81,8 +83,10 @@ impl Engine {
         let images = ImageStore::open(&config.image_root())?;
         let containers = container::ContainerStore::open(&config.containers_root())?;
         let volumes = volumes::VolumeStore::open(&config.volumes_root())?;
+        let monitor = berth_monitor::client::MonitorBinary::new(config.monitor.clone());
         let engine = std::sync::Arc::new(Engine {
             config,
+            monitor,
             images,
             containers,
             volumes,

@@ -5,7 +5,7 @@ use std::io::{IoSlice, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +22,32 @@ pub const READY_FD: i32 = 3;
 /// How long creating a container may take before `spawn` gives up on the monitor.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The monitor binary, and a read-only view of it to start monitors from (see
+/// `berth_sys::exe::read_only_view`): a monitor started through the view runs protected at
+/// once instead of executing itself a second time (a few ms of every container start).
+/// Without a view (no CAP_SYS_ADMIN) each monitor protects itself.
+pub struct MonitorBinary {
+    pub path: PathBuf,
+    view: Option<(OwnedFd, PathBuf)>,
+}
+
+impl MonitorBinary {
+    pub fn new(path: PathBuf) -> MonitorBinary {
+        let view = berth_runtime::sys::read_only_view(&path).ok();
+        MonitorBinary { path, view }
+    }
+
+    /// A command starting the monitor, named by its path whichever way it is executed.
+    fn command(&self) -> Command {
+        let Some((_, exec)) = &self.view else {
+            return Command::new(&self.path);
+        };
+        let mut cmd = Command::new(exec);
+        cmd.arg0(&self.path);
+        cmd
+    }
+}
+
 /// A monitor that is up: its socket accepts requests.
 #[derive(Debug, Clone, Copy)]
 pub struct Spawned {
@@ -32,14 +58,14 @@ pub struct Spawned {
 /// /dev/null; return once it reports ready. On failure the monitor's message is the error
 /// and the monitor has been reaped. A monitor that started is the caller's child: the
 /// caller reaps it when it exits (it watches it with a pidfd).
-pub fn spawn(monitor_bin: &Path, dir: &Path, config: &MonitorConfig) -> Result<Spawned> {
+pub fn spawn(monitor: &MonitorBinary, dir: &Path, config: &MonitorConfig) -> Result<Spawned> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let json = serde_json::to_vec_pretty(config).context("cannot encode the monitor config")?;
     berth_runtime::state::write_replace(&dir.join(CONFIG_FILE), &json)?;
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot make the ready pipe")?;
     let raw = write_end.as_raw_fd();
-    let mut cmd = Command::new(monitor_bin);
+    let mut cmd = monitor.command();
     cmd.arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -65,7 +91,7 @@ pub fn spawn(monitor_bin: &Path, dir: &Path, config: &MonitorConfig) -> Result<S
     }
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("cannot run {}", monitor_bin.display()))?;
+        .with_context(|| format!("cannot run {}", monitor.path.display()))?;
     drop(write_end);
     let line = match read_ready_line(read_end) {
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {

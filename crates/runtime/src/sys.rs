@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// Non-dumpable, and running from a read-only view of our own binary (CVE-2019-5736): the
 /// first call of berth-runtime's and berth-monitor's `main`.
-pub use berth_sys::exe::{protect_self_exe, set_non_dumpable};
+pub use berth_sys::exe::{protect_self_exe, read_only_view, set_non_dumpable};
 
 /// `struct clone_args` of clone3(2).
 #[repr(C)]

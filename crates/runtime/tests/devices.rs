@@ -97,7 +97,7 @@ impl TestCgroup {
         let rules: Vec<LinuxDeviceCgroup> = serde_json::from_value(rules).unwrap();
         let mut resources = LinuxResources::default();
         resources.set_devices(Some(rules));
-        let completed = devices::complete(&resources, &[]).unwrap();
+        let completed = devices::complete(&resources).unwrap();
         self.manager.apply(&completed).unwrap();
     }
 

@@ -97,8 +97,35 @@ pub fn is_protected(fd: &OwnedFd) -> io::Result<bool> {
 /// re-executed process's exe refers to it.
 fn read_only_clone(exe: &OwnedFd) -> io::Result<(OwnedFd, CString)> {
     let path = std::fs::read_link("/proc/self/exe")?;
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::other("odd /proc/self/exe"));
+    let (tree, name) = clone_read_only(&path)?;
+    // The directory could have changed since readlink: exec only the file we run.
+    let in_clone = openat(tree.as_raw_fd(), &name)?;
+    if file_id(&in_clone)? != file_id(exe)? || !is_protected(&in_clone)? {
+        return Err(io::Error::other("the binary's directory changed"));
+    }
+    Ok((tree, name))
+}
+
+/// A read-only view of the binary at `path` for a parent to start it from (berthd its
+/// monitors): a process started from it runs protected at once, and [`protect_self_exe`]
+/// does not execute it a second time. Returns the view (keep it open) and the path to exec
+/// through it, `/proc/self/fd/<view>/<name>`: a child resolves that in its own, inherited,
+/// table before close-on-exec takes the descriptor.
+pub fn read_only_view(path: &Path) -> io::Result<(OwnedFd, std::path::PathBuf)> {
+    let (tree, name) = clone_read_only(path)?;
+    let exec = Path::new("/proc/self/fd")
+        .join(tree.as_raw_fd().to_string())
+        .join(OsString::from_vec(name.into_bytes()));
+    Ok((tree, exec))
+}
+
+/// The detached read-only clone of the mount of `binary`'s directory, and its file name.
+fn clone_read_only(binary: &Path) -> io::Result<(OwnedFd, CString)> {
+    let (Some(dir), Some(name)) = (binary.parent(), binary.file_name()) else {
+        return Err(io::Error::other(format!(
+            "odd binary path {}",
+            binary.display()
+        )));
     };
     let dir = cstring(dir.as_os_str().as_bytes())?;
     let name = cstring(name.as_bytes())?;
@@ -124,11 +151,6 @@ fn read_only_clone(exe: &OwnedFd) -> io::Result<(OwnedFd, CString)> {
             std::mem::size_of::<MountAttr>(),
         )
     })?;
-    // The directory could have changed since readlink: exec only the file we run.
-    let in_clone = openat(tree.as_raw_fd(), &name)?;
-    if file_id(&in_clone)? != file_id(exe)? || !is_protected(&in_clone)? {
-        return Err(io::Error::other("the binary's directory changed"));
-    }
     Ok((tree, name))
 }
 

@@ -352,7 +352,7 @@ impl Engine {
             socket: run_dir.join("monitor.sock"),
             exec: None,
         };
-        let started = berth_monitor::client::spawn(&self.config.monitor, &run_dir, &monitor_config)
+        let started = berth_monitor::client::spawn(&self.monitor, &run_dir, &monitor_config)
             .map_err(|e| self.start_failed(handle, e));
         let spawned = started?;
         let socket = monitor_config.socket.clone();
