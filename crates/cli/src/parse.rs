@@ -437,6 +437,31 @@ pub fn filters_json(items: &[String]) -> Result<Option<String>> {
     Ok(Some(serde_json::to_string(&map)?))
 }
 
+/// `--security-opt` as the docker CLI sends it: every option but `no-new-privileges` needs a
+/// value (`k=v`, or the old `k:v`); `seccomp=<file>` is read here and sent as its JSON text
+/// (`unconfined` and `builtin` are names, not files).
+pub fn security_opts(opts: &[String]) -> Result<Vec<String>> {
+    opts.iter()
+        .map(|opt| {
+            let (key, value) = opt
+                .split_once('=')
+                .or_else(|| opt.split_once(':'))
+                .unwrap_or((opt.as_str(), ""));
+            if value.is_empty() && key != "no-new-privileges" {
+                bail!("Invalid --security-opt: {opt:?}");
+            }
+            if key != "seccomp" || matches!(value, "unconfined" | "builtin") {
+                return Ok(opt.clone());
+            }
+            let text = std::fs::read(value)
+                .with_context(|| format!("opening seccomp profile ({value}) failed"))?;
+            let json: serde_json::Value = serde_json::from_slice(&text)
+                .with_context(|| format!("compacting json for seccomp profile ({value}) failed"))?;
+            Ok(format!("seccomp={json}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

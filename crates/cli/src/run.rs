@@ -159,7 +159,7 @@ pub fn build_create(o: &ContainerOpts, auto_remove: bool, detach: bool) -> Resul
         privileged: Some(o.privileged),
         cap_add: some_vec(o.cap_add.clone()),
         cap_drop: some_vec(o.cap_drop.clone()),
-        security_opt: some_vec(o.security_opt.clone()),
+        security_opt: some_vec(parse::security_opts(&o.security_opt)?),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         publish_all_ports: Some(o.publish_all),
         dns: some_vec(o.dns.clone()),

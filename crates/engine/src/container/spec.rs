@@ -106,6 +106,14 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
     }
     mounts.extend(inputs.mounts);
 
+    let bounding: Vec<Capability> = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+        .into_iter()
+        .flatten()
+        .collect();
+    let seccomp = super::security::linux_seccomp(host, &bounding)?;
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(host))
         .cgroups_path(inputs.cgroup_path.clone())
@@ -124,6 +132,9 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
                     .map(|s| s.to_string())
                     .collect::<Vec<_>>(),
             );
+    }
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
     }
     let linux = linux.build().map_err(|e| anyhow!("linux: {e}"))?;
     let hostname = container.config.hostname.clone().unwrap_or_default();
@@ -169,12 +180,7 @@ fn process(
         )
         .build()
         .map_err(|e| anyhow!("capabilities: {e}"))?;
-    let no_new_privileges = host.security_opt.iter().flatten().any(|o| {
-        matches!(
-            o.as_str(),
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
-        )
-    });
+    let no_new_privileges = super::security::SecurityOpts::parse(host)?.no_new_privileges;
     let cwd = container
         .config
         .working_dir
@@ -229,12 +235,9 @@ pub fn environment(container: &Container, user: &ResolvedUser) -> Vec<String> {
 
 fn parse_cap(name: &str) -> Result<Capability> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    full.parse::<Capability>()
+    // oci-spec parses "SYS_ADMIN"; the docker CLI sends "CAP_SYS_ADMIN".
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    bare.parse::<Capability>()
         .map_err(|_| Error::InvalidParameter(format!("unknown capability: \"{name}\"")))
 }
 
