@@ -75,7 +75,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let spec = spec::load(&bundle)?;
     spec::validate(&spec)?;
     // Compiled before anything exists: a bad profile leaves nothing behind.
-    let seccomp = crate::seccomp::Filter::from_spec(&spec)?;
+    let seccomp = crate::seccomp::Filter::from_spec_cached(&spec, opts.root)?;
     let rootfs = fs::canonicalize(spec::rootfs(&spec, &bundle)?)?;
     let linux = spec.linux().as_ref();
     let namespaces = Namespaces::from_linux(linux)?;

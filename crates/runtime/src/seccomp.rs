@@ -23,6 +23,11 @@ use oci_spec::runtime::{
 
 /// The compiled program next to state.json: the flags (u32, native endian), then the program.
 const SAVED_FILTER: &str = "seccomp.bpf";
+/// Compiled programs by profile, in the runtime's root: `~` is not allowed in container ids,
+/// so the name never clashes with a container's directory.
+const CACHE_DIR: &str = "seccomp~cache";
+/// Enough for every distinct profile a host uses; beyond it, compiling is just not cached.
+const CACHE_ENTRIES: usize = 256;
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
 const MAX_INSTRUCTIONS: usize = 4096;
 const INSTRUCTION_SIZE: usize = std::mem::size_of::<libc::sock_filter>();
@@ -39,12 +44,29 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The filter `spec` asks for, or None without `linux.seccomp`. Errors name the field.
-    pub fn from_spec(spec: &Spec) -> Result<Option<Filter>> {
+    /// The filter `spec` asks for, or None without `linux.seccomp` (errors name the field),
+    /// through a cache in the runtime's `root`: libseccomp 2.5 takes ~25 ms to
+    /// compile Docker's default profile (more than the rest of `create`), and an engine gives
+    /// all its containers the same one. An entry is used only when the key it holds (the
+    /// profile, the libseccomp version, the kernel) equals this one byte for byte, so a hash
+    /// collision of the file names cannot load another profile's program.
+    pub fn from_spec_cached(spec: &Spec, root: &Path) -> Result<Option<Filter>> {
         let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
             return Ok(None);
         };
-        compile(seccomp).context("linux.seccomp").map(Some)
+        let key = cache_key(seccomp)?;
+        let path = root
+            .join(CACHE_DIR)
+            .join(format!("{:016x}.bpf", fnv1a(&key)));
+        if let Some(filter) = read_cached(&path, &key) {
+            return Ok(Some(filter));
+        }
+        let filter = compile(seccomp).context("linux.seccomp")?;
+        // A cache that cannot be written only costs time.
+        if let Err(e) = filter.write_cached(&path, &key) {
+            crate::log::debug(&format!("seccomp: not cached: {e:#}"));
+        }
+        Ok(Some(filter))
     }
 
     pub fn instructions(&self) -> usize {
@@ -53,13 +75,41 @@ impl Filter {
 
     /// Keep the program in the container's directory, for `exec`.
     pub fn save(&self, container_dir: &Path) -> Result<()> {
+        crate::state::write_atomic(&container_dir.join(SAVED_FILTER), &self.encode())
+    }
+
+    /// The flags (u32, native endian), then the instructions as the kernel lays them out.
+    fn encode(&self) -> Vec<u8> {
         let mut bytes = self.flags.to_ne_bytes().to_vec();
         for insn in &self.program {
             bytes.extend_from_slice(&insn.code.to_ne_bytes());
             bytes.extend_from_slice(&[insn.jt, insn.jf]);
             bytes.extend_from_slice(&insn.k.to_ne_bytes());
         }
-        crate::state::write_atomic(&container_dir.join(SAVED_FILTER), &bytes)
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Filter> {
+        let (flags, program) = bytes.split_first_chunk::<4>().context("truncated")?;
+        Ok(Filter {
+            program: decode(program)?,
+            flags: u32::from_ne_bytes(*flags),
+        })
+    }
+
+    /// A cache entry: the key's length (u32), the key, a checksum of the rest (u64), `encode`.
+    fn write_cached(&self, path: &Path, key: &[u8]) -> Result<()> {
+        let dir = path.parent().context("cache path")?;
+        std::fs::create_dir_all(dir)?;
+        if std::fs::read_dir(dir)?.count() >= CACHE_ENTRIES {
+            bail!("{} is full", dir.display());
+        }
+        let mut bytes = u32::try_from(key.len())?.to_ne_bytes().to_vec();
+        bytes.extend_from_slice(key);
+        let encoded = self.encode();
+        bytes.extend_from_slice(&fnv1a(&encoded).to_ne_bytes());
+        bytes.extend_from_slice(&encoded);
+        crate::state::write_atomic(path, &bytes)
     }
 
     /// The program `save` kept for this container, or None when it has no seccomp filter.
@@ -70,14 +120,9 @@ impl Filter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let (flags, program) = bytes
-            .split_first_chunk::<4>()
-            .with_context(|| format!("{} is truncated", path.display()))?;
-        let program = decode(program).with_context(|| format!("{} is corrupt", path.display()))?;
-        Ok(Some(Filter {
-            program,
-            flags: u32::from_ne_bytes(*flags),
-        }))
+        Filter::decode(&bytes)
+            .with_context(|| format!("{} is corrupt", path.display()))
+            .map(Some)
     }
 
     /// Install the filter on the calling thread (and, with TSYNC, its siblings).
@@ -122,6 +167,41 @@ pub fn install_before_exec(filter: Option<&Filter>, process: &Process) -> Result
         Some(f) if process.no_new_privileges().unwrap_or(false) => f.install(),
         _ => Ok(()),
     }
+}
+
+/// What a compiled program depends on: the profile, libseccomp, the kernel (libseccomp adapts
+/// actions to what the kernel supports) and this runtime's version.
+fn cache_key(seccomp: &LinuxSeccomp) -> Result<Vec<u8>> {
+    let libseccomp = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut key = format!(
+        "berth-runtime {} libseccomp {libseccomp} kernel {}\n",
+        env!("CARGO_PKG_VERSION"),
+        kernel.trim()
+    )
+    .into_bytes();
+    serde_json::to_writer(&mut key, seccomp)?;
+    Ok(key)
+}
+
+fn read_cached(path: &Path, key: &[u8]) -> Option<Filter> {
+    let bytes = std::fs::read(path).ok()?;
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let (stored, rest) = rest.split_at_checked(u32::from_ne_bytes(*len) as usize)?;
+    let (sum, encoded) = rest.split_first_chunk::<8>()?;
+    if stored != key || u64::from_ne_bytes(*sum) != fnv1a(encoded) {
+        return None;
+    }
+    Filter::decode(encoded).ok()
+}
+
+/// FNV-1a, 64 bits: names a cache file (its key is compared in full) and checks its program.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {

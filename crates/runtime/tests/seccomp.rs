@@ -307,3 +307,35 @@ fn seccomp_unknown_syscall_names_are_skipped() {
     out.ok();
     assert_eq!(lines(&out.stdout), ["mkdir=1"], "{out}");
 }
+
+/// A compiled profile is cached in the runtime's root and reused; an entry that does not
+/// hold exactly this profile (here: corrupted) is not used, and the container still gets
+/// its filter.
+#[test]
+fn seccomp_compiled_filters_are_cached_by_profile() {
+    let ctx = Ctx::new("seccomp_cached");
+    let cache = ctx.root.join("seccomp~cache");
+    let run = |ctx: &Ctx| {
+        let mut b = ctx.bundle(&["sh", "-c", "mkdir /dev/shm/made; echo mkdir=$?"]);
+        b.config["linux"]["seccomp"] = deny_mkdir();
+        let out = ctx.run(&b);
+        out.ok();
+        assert_eq!(lines(&out.stdout), ["mkdir=1"], "{out}");
+    };
+    run(&ctx);
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&cache)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(entries().len(), 1, "one cache entry for one profile");
+    run(&ctx);
+    assert_eq!(entries().len(), 1, "the second run reused the entry");
+    let entry = &entries()[0];
+    let mut bytes = std::fs::read(entry).unwrap();
+    // Whole instructions gone: still a program, but not the one that was cached.
+    let last = bytes.len() - 16;
+    bytes.truncate(last);
+    std::fs::write(entry, bytes).unwrap();
+    run(&ctx);
+}
