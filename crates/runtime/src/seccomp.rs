@@ -73,9 +73,10 @@ impl Filter {
         self.program.len()
     }
 
-    /// Keep the program in the container's directory, for `exec`.
+    /// Keep the program in the container's directory, for `exec`: atomically, not durably
+    /// (like state.json, it does not outlive the container).
     pub fn save(&self, container_dir: &Path) -> Result<()> {
-        crate::state::write_atomic(&container_dir.join(SAVED_FILTER), &self.encode())
+        crate::state::write_replace(&container_dir.join(SAVED_FILTER), &self.encode())
     }
 
     /// The flags (u32, native endian), then the instructions as the kernel lays them out.
@@ -109,7 +110,7 @@ impl Filter {
         let encoded = self.encode();
         bytes.extend_from_slice(&fnv1a(&encoded).to_ne_bytes());
         bytes.extend_from_slice(&encoded);
-        crate::state::write_atomic(path, &bytes)
+        crate::state::write_replace(path, &bytes)
     }
 
     /// The program `save` kept for this container, or None when it has no seccomp filter.
