@@ -467,6 +467,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn security_opts_as_the_docker_cli() {
+        let opts = |v: &[&str]| security_opts(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            opts(&["no-new-privileges", "seccomp=unconfined", "seccomp:builtin"]).unwrap(),
+            ["no-new-privileges", "seccomp=unconfined", "seccomp:builtin"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.json");
+        std::fs::write(&file, "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\"\n}\n").unwrap();
+        let sent = opts(&[&format!("seccomp={}", file.display())]).unwrap();
+        assert_eq!(sent, [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#]);
+        let err = opts(&["seccomp"]).unwrap_err().to_string();
+        assert_eq!(err, r#"Invalid --security-opt: "seccomp""#);
+        std::fs::write(&file, "{not json").unwrap();
+        let err = format!(
+            "{:#}",
+            opts(&[&format!("seccomp={}", file.display())]).unwrap_err()
+        );
+        assert!(err.contains("compacting json for seccomp profile"), "{err}");
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(ram_in_bytes("512m").unwrap(), 512 << 20);
         assert_eq!(ram_in_bytes("1g").unwrap(), 1 << 30);
