@@ -437,11 +437,15 @@ pub fn filters_json(items: &[String]) -> Result<Option<String>> {
     Ok(Some(serde_json::to_string(&map)?))
 }
 
+/// Sent as empty MaskedPaths and ReadonlyPaths instead (see run.rs), as the docker CLI does.
+pub const SYSTEM_PATHS_UNCONFINED: &str = "systempaths=unconfined";
+
 /// `--security-opt` as the docker CLI sends it: every option but `no-new-privileges` needs a
 /// value (`k=v`, or the old `k:v`); `seccomp=<file>` is read here and sent as its JSON text
 /// (`unconfined` and `builtin` are names, not files).
 pub fn security_opts(opts: &[String]) -> Result<Vec<String>> {
     opts.iter()
+        .filter(|opt| *opt != SYSTEM_PATHS_UNCONFINED)
         .map(|opt| {
             let (key, value) = opt
                 .split_once('=')

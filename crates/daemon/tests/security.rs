@@ -209,6 +209,11 @@ fn invalid_security_opts_are_refused() {
     for (opt, message) in [
         ("apparmor=x", r#"invalid --security-opt 2: "apparmor=x""#),
         ("bogus", r#"invalid --security-opt 1: "bogus""#),
+        // A CLI-side option: dockerd refuses it in SecurityOpt too.
+        (
+            "systempaths=unconfined",
+            r#"invalid --security-opt 2: "systempaths=unconfined""#,
+        ),
         (
             "no-new-privileges=maybe",
             r#"invalid --security-opt 2: "no-new-privileges=maybe""#,
@@ -323,6 +328,34 @@ fn masked_readonly_paths_and_capabilities() {
         "[ $(wc -c < /proc/interrupts) -gt 0 ] && echo interrupts=visible",
     ]);
     assert_eq!(out, "interrupts=visible\n");
+    // systempaths=unconfined (sent by the CLIs as empty MaskedPaths and ReadonlyPaths) lifts
+    // the masks alone; no AppArmor profile and no SELinux labels are what berth has anyway.
+    let args = [
+        "run",
+        "--rm",
+        "--security-opt",
+        "systempaths=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--security-opt",
+        "label=disable",
+        "busybox",
+        "sh",
+        "-c",
+        "[ $(wc -c < /proc/interrupts) -gt 0 ] && echo interrupts=visible; \
+         grep ^Seccomp: /proc/self/status",
+    ];
+    assert_eq!(
+        squash(&d.docker_ok(&args)),
+        "interrupts=visible\nSeccomp: 2"
+    );
+    let out = d.berth(&args);
+    assert_eq!(
+        squash(&stdout(&out)),
+        "interrupts=visible\nSeccomp: 2",
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `docker info` names the seccomp profile, as dockerd does.

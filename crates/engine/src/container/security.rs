@@ -33,24 +33,32 @@ impl SecurityOpts {
     pub fn parse(host: &HostConfig) -> Result<SecurityOpts> {
         let mut out = SecurityOpts::default();
         for opt in host.security_opt.iter().flatten() {
-            if opt == "no-new-privileges" {
-                out.no_new_privileges = true;
-                continue;
-            }
-            let (key, value) = opt
-                .split_once('=')
-                .or_else(|| opt.split_once(':'))
-                .ok_or_else(|| invalid(1, opt))?;
-            match key {
-                "seccomp" => out.seccomp = Some(value.to_string()),
-                "no-new-privileges" => {
-                    out.no_new_privileges = parse_bool(value).ok_or_else(|| invalid(2, opt))?
-                }
-                // No AppArmor or SELinux here: refusing beats silently running without.
-                _ => return Err(invalid(2, opt)),
+            match opt.as_str() {
+                "no-new-privileges" => out.no_new_privileges = true,
+                // SELinux labelling off: berth labels nothing.
+                "disable" => {}
+                _ => out.parse_pair(opt)?,
             }
         }
         Ok(out)
+    }
+
+    fn parse_pair(&mut self, opt: &str) -> Result<()> {
+        let (key, value) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .ok_or_else(|| invalid(1, opt))?;
+        match (key, value) {
+            ("seccomp", _) => self.seccomp = Some(value.to_string()),
+            ("no-new-privileges", _) => {
+                self.no_new_privileges = parse_bool(value).ok_or_else(|| invalid(2, opt))?
+            }
+            // Asking for no AppArmor profile or no SELinux labels is what berth does
+            // anyway; a profile or label it cannot apply is refused, not ignored.
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => return Err(invalid(2, opt)),
+        }
+        Ok(())
     }
 }
 
@@ -429,6 +437,11 @@ mod tests {
             "{err}"
         );
         assert!(parse(&["no-new-privileges=maybe"]).is_err());
+        let lenient = parse(&["apparmor=unconfined", "label:disable", "disable"]).unwrap();
+        assert_eq!(lenient, SecurityOpts::default());
+        // The docker CLI turns it into empty MaskedPaths and ReadonlyPaths; dockerd refuses it.
+        assert!(parse(&["systempaths=unconfined"]).is_err());
+        assert!(parse(&["label=type:svirt_t"]).is_err());
     }
 
     #[test]

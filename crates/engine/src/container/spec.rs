@@ -119,19 +119,16 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
         .cgroups_path(inputs.cgroup_path.clone())
         .resources(resources(host, privileged)?);
     if !privileged {
+        // HostConfig's lists replace the defaults when given (the docker CLI sends empty
+        // ones for `--security-opt systempaths=unconfined`).
+        let or_default = |given: &Option<Vec<String>>, default: &[&str]| {
+            given
+                .clone()
+                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+        };
         linux = linux
-            .masked_paths(
-                MASKED_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .readonly_paths(
-                READONLY_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            );
+            .masked_paths(or_default(&host.masked_paths, &MASKED_PATHS))
+            .readonly_paths(or_default(&host.readonly_paths, &READONLY_PATHS));
     }
     if let Some(seccomp) = seccomp {
         linux = linux.seccomp(seccomp);
