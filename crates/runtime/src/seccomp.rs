@@ -69,10 +69,6 @@ impl Filter {
         Ok(Some(filter))
     }
 
-    pub fn instructions(&self) -> usize {
-        self.program.len()
-    }
-
     /// Keep the program in the container's directory, for `exec`: atomically, not durably
     /// (like state.json, it does not outlive the container).
     pub fn save(&self, container_dir: &Path) -> Result<()> {
