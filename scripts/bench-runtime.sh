@@ -26,6 +26,13 @@
 #   BENCH_SEED=1            seed of the shuffled order
 #   BENCH_STRICT=0          1: exit 1 when the target is missed
 #   BENCH_JSON=FILE         also write the raw times and statistics as JSON
+#   BENCH_SECCOMP=default   default: the config gets Docker's default seccomp
+#                           profile in linux.seccomp, as berthd gives every
+#                           container (moby's default.json filtered for the
+#                           config's capabilities by berth's engine code, through
+#                           `cargo run -p berth-engine --example seccomp-profile`),
+#                           so every runtime compiles and loads the same filter;
+#                           none: no linux.seccomp (the bare runc spec)
 #
 # cgroups: crun (1.8, Debian 12) refuses to run on a hybrid v1+v2 host whose
 # cgroup2 hierarchy holds any controller ("cgroups in hybrid mode not
@@ -59,6 +66,8 @@ strict=${BENCH_STRICT:-0}
 ((${#runtimes[@]} > 0)) || die "BENCH_RUNTIMES is empty"
 case $tool in python | hyperfine) ;; *) die "BENCH_TOOL must be python or hyperfine, not '$tool'" ;; esac
 case $cgroups in auto | host | v1) ;; *) die "BENCH_CGROUPS must be auto, host or v1, not '$cgroups'" ;; esac
+seccomp=${BENCH_SECCOMP:-default}
+case $seccomp in default | none) ;; *) die "BENCH_SECCOMP must be default or none, not '$seccomp'" ;; esac
 [[ $(id -u) -eq 0 ]] || die "containers need root: run this as root (e.g. sudo $0)"
 
 need_debian_packages runc crun hyperfine busybox-static
@@ -82,6 +91,14 @@ for rt in "${runtimes[@]}"; do
     esac
 done
 
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
+cleanup() {
+    rm -rf -- "$work"
+}
+trap cleanup EXIT
+work_profile=$work/seccomp.json
+: >"$work_profile"
+
 # One bundle for all runtimes.
 bundle=$root_dir/target/bench/bundle
 info "making the bundle in ${bundle#"$root_dir"/}"
@@ -89,14 +106,24 @@ mkdir -p "$bundle"
 "$root_dir/scripts/make-busybox-rootfs.sh" "$bundle/rootfs"
 rm -f "$bundle/config.json" # `spec` refuses to overwrite it
 runc spec --bundle "$bundle" || die "'runc spec --bundle $bundle' failed"
-python3 - "$bundle/config.json" <<'PY'
+if [[ $seccomp == default ]]; then
+    need_cargo
+    read -r -a bounding < <(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["process"]["capabilities"]["bounding"]))' "$bundle/config.json")
+    info "Docker's default seccomp profile for ${bounding[*]} (cargo run -p berth-engine --example seccomp-profile)"
+    cargo run -q -p berth-engine --example seccomp-profile -- "${bounding[@]}" >"$work_profile" ||
+        die "could not make the seccomp profile (see cargo's output above)"
+fi
+python3 - "$bundle/config.json" "$work_profile" <<'PY'
 import json, os, sys
 
-path = sys.argv[1]
+path, profile = sys.argv[1], sys.argv[2]
 with open(path) as f:
     spec = json.load(f)
 spec["process"]["terminal"] = False
 spec["process"]["args"] = ["true"]
+if os.path.getsize(profile) > 0:
+    with open(profile) as f:
+        spec["linux"]["seccomp"] = json.load(f)
 with open(path + ".tmp", "w") as f:
     json.dump(spec, f, indent=2)
     f.write("\n")
@@ -129,11 +156,6 @@ if [[ $cgroups == v1 ]] ||
     fi
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
-cleanup() {
-    rm -rf -- "$work"
-}
-trap cleanup EXIT
 
 # The plan for the driver: one entry per runtime, each with its own state root.
 plan_args=()
@@ -142,7 +164,7 @@ for rt in "${runtimes[@]}"; do
     plan_args+=("$rt" "${path_of[$rt]}" "$work/root-$rt")
 done
 PLAN_BUNDLE=$bundle PLAN_RUNS=$runs PLAN_WARMUP=$warmup PLAN_TOOL=$tool PLAN_SEED=$seed \
-    PLAN_STRICT=$strict PLAN_JSON_OUT=$json_out PLAN_CGROUPS=$cgroup_note \
+    PLAN_STRICT=$strict PLAN_JSON_OUT=$json_out PLAN_CGROUPS=$cgroup_note PLAN_SECCOMP=$seccomp \
     python3 - "$work/plan.json" "${plan_args[@]}" <<'PY'
 import json, os, sys
 
@@ -157,6 +179,7 @@ plan = {
     "strict": env["PLAN_STRICT"] == "1",
     "json_out": env["PLAN_JSON_OUT"],
     "cgroups": env["PLAN_CGROUPS"],
+    "seccomp": env["PLAN_SECCOMP"],
     "runtimes": [
         {"name": rest[i], "path": rest[i + 1], "root": rest[i + 2], "id": "bench-" + rest[i]}
         for i in range(0, len(rest), 3)
@@ -297,6 +320,7 @@ print("berth-runtime benchmark: <runtime> --root <own temp dir> run --bundle "
       f"{os.path.relpath(plan['bundle'])} bench-<runtime>   (process: true)")
 print(f"  {plan['runs']} timed runs per runtime after {plan['warmup']} warmup runs; {how}")
 print(f"  host: {platform.node()} linux {platform.release()}, {os.cpu_count()} CPUs; cgroups: {plan['cgroups']}")
+print("  seccomp: " + ("Docker's default profile in every config" if plan["seccomp"] == "default" else "none"))
 for rt in rts:
     print(f"  {rt['name']}: {rt['path']}: {version(rt)}")
 print()

@@ -87,8 +87,11 @@ need_commands() {
 }
 
 # need_cargo — cargo must come with the machine (rustup); it can't be installed
-# from here.
+# from here. The native libraries the build links are installed here, so every
+# script that builds gets them: libseccomp-dev (berth-runtime compiles seccomp
+# profiles with libseccomp).
 need_cargo() {
+    need_debian_packages libseccomp-dev
     if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
         PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
         export PATH

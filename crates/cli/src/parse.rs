@@ -437,9 +437,60 @@ pub fn filters_json(items: &[String]) -> Result<Option<String>> {
     Ok(Some(serde_json::to_string(&map)?))
 }
 
+/// Sent as empty MaskedPaths and ReadonlyPaths instead (see run.rs), as the docker CLI does.
+pub const SYSTEM_PATHS_UNCONFINED: &str = "systempaths=unconfined";
+
+/// `--security-opt` as the docker CLI sends it: every option but `no-new-privileges` needs a
+/// value (`k=v`, or the old `k:v`); `seccomp=<file>` is read here and sent as its JSON text
+/// (`unconfined` and `builtin` are names, not files).
+pub fn security_opts(opts: &[String]) -> Result<Vec<String>> {
+    opts.iter()
+        .filter(|opt| *opt != SYSTEM_PATHS_UNCONFINED)
+        .map(|opt| {
+            let (key, value) = opt
+                .split_once('=')
+                .or_else(|| opt.split_once(':'))
+                .unwrap_or((opt.as_str(), ""));
+            if value.is_empty() && key != "no-new-privileges" {
+                bail!("Invalid --security-opt: {opt:?}");
+            }
+            if key != "seccomp" || matches!(value, "unconfined" | "builtin") {
+                return Ok(opt.clone());
+            }
+            let text = std::fs::read(value)
+                .with_context(|| format!("opening seccomp profile ({value}) failed"))?;
+            let json: serde_json::Value = serde_json::from_slice(&text)
+                .with_context(|| format!("compacting json for seccomp profile ({value}) failed"))?;
+            Ok(format!("seccomp={json}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_opts_as_the_docker_cli() {
+        let opts = |v: &[&str]| security_opts(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            opts(&["no-new-privileges", "seccomp=unconfined", "seccomp:builtin"]).unwrap(),
+            ["no-new-privileges", "seccomp=unconfined", "seccomp:builtin"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.json");
+        std::fs::write(&file, "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\"\n}\n").unwrap();
+        let sent = opts(&[&format!("seccomp={}", file.display())]).unwrap();
+        assert_eq!(sent, [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#]);
+        let err = opts(&["seccomp"]).unwrap_err().to_string();
+        assert_eq!(err, r#"Invalid --security-opt: "seccomp""#);
+        std::fs::write(&file, "{not json").unwrap();
+        let err = format!(
+            "{:#}",
+            opts(&[&format!("seccomp={}", file.display())]).unwrap_err()
+        );
+        assert!(err.contains("compacting json for seccomp profile"), "{err}");
+    }
 
     #[test]
     fn sizes() {

@@ -50,6 +50,10 @@ pub fn build_create(o: &ContainerOpts, auto_remove: bool, detach: bool) -> Resul
     env.extend(o.env.iter().filter_map(|e| parse::env_entry(e, env_lookup)));
 
     let cwd = std::env::current_dir().context("reading the current directory")?;
+    let system_paths_unconfined = o
+        .security_opt
+        .iter()
+        .any(|s| s == parse::SYSTEM_PATHS_UNCONFINED);
     let (mut binds, mut anon) = (Vec::new(), HashMap::new());
     for v in &o.volume {
         match parse::volume(v, &cwd)? {
@@ -159,7 +163,10 @@ pub fn build_create(o: &ContainerOpts, auto_remove: bool, detach: bool) -> Resul
         privileged: Some(o.privileged),
         cap_add: some_vec(o.cap_add.clone()),
         cap_drop: some_vec(o.cap_drop.clone()),
-        security_opt: some_vec(o.security_opt.clone()),
+        security_opt: some_vec(parse::security_opts(&o.security_opt)?),
+        // As the docker CLI: `systempaths=unconfined` is sent as empty path lists.
+        masked_paths: system_paths_unconfined.then(Vec::new),
+        readonly_paths: system_paths_unconfined.then(Vec::new),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         publish_all_ports: Some(o.publish_all),
         dns: some_vec(o.dns.clone()),

@@ -74,6 +74,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .with_context(|| format!("bundle {} does not exist", opts.bundle.display()))?;
     let spec = spec::load(&bundle)?;
     spec::validate(&spec)?;
+    // Compiled before anything exists: a bad profile leaves nothing behind.
+    let seccomp = crate::seccomp::Filter::from_spec_cached(&spec, opts.root)?;
     let rootfs = fs::canonicalize(spec::rootfs(&spec, &bundle)?)?;
     let linux = spec.linux().as_ref();
     let namespaces = Namespaces::from_linux(linux)?;
@@ -100,6 +102,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         init: None,
     };
     let exec_fifo = make_exec_fifo(&dir)?;
+    if let Some(filter) = &seccomp {
+        filter.save(&dir)?;
+    }
 
     let cgroup_path = cgroup_path(&spec, opts.id);
     // In the guard before it exists on disk: a half-made cgroup is removed too.
@@ -120,6 +125,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         exec_fifo: &exec_fifo,
         console: console.as_ref(),
         sync: child_sync,
+        seccomp: seccomp.as_ref(),
     };
     let (pid, pidfd) = spawn_init(&namespaces, linux, init_args, &mut sync)?;
     guard.init = Some((pid, pidfd.try_clone().context("dup pidfd")?));

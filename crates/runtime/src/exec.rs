@@ -19,8 +19,8 @@ use oci_spec::runtime::Process;
 
 use crate::container::{init_pidfd, read_message};
 use crate::init::{reset_signals, wait_for_parent, MSG_ERROR, MSG_GO};
-use crate::state::{State, Status};
-use crate::{cgroups, console, process, sys};
+use crate::state::{self, State, Status};
+use crate::{cgroups, console, process, seccomp, sys};
 
 /// The namespaces a process can join, by their /proc/<pid>/ns name: user first (it grants
 /// the capabilities to join the others), mount last (it changes our root).
@@ -74,6 +74,7 @@ pub fn exec_preserving_fds(opts: &ExecOptions, preserve_fds: u32) -> Result<Exec
         init_pidfd(&state)?.with_context(|| format!("container {} is not running", opts.id))?;
     let namespaces = open_namespaces(&state)?;
     let cgroup = cgroups::open(&state.cgroup_path)?;
+    let seccomp = seccomp::Filter::load_saved(&state::container_dir(opts.root, opts.id)?)?;
     let process = opts.process;
     if process.args().as_deref().unwrap_or_default().is_empty() {
         bail!("process.args must not be empty");
@@ -90,6 +91,7 @@ pub fn exec_preserving_fds(opts: &ExecOptions, preserve_fds: u32) -> Result<Exec
         console: console.as_ref(),
         sync: child_sync,
         preserve_fds,
+        seccomp: seccomp.as_ref(),
     };
     let (pid, pidfd) = spawn(child, &mut sync)?;
     drop(console);
@@ -157,6 +159,7 @@ struct Child<'a> {
     sync: UnixStream,
     /// How many fds after stdio the process keeps.
     preserve_fds: u32,
+    seccomp: Option<&'a seccomp::Filter>,
 }
 
 /// Fork an intermediate that joins the namespaces and clones the process (our child, by
@@ -208,6 +211,7 @@ fn prepare_and_exec(child: &Child) -> anyhow::Error {
         process::set_rlimits(process)?;
         process::enter_cwd(process)?;
         let exe = process::find_executable(process)?;
+        seccomp::install_before_dropping_privileges(child.seccomp, process)?;
         process::set_user_and_capabilities(process)?;
         let umask = process.user().umask().unwrap_or(0o022);
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
@@ -215,6 +219,7 @@ fn prepare_and_exec(child: &Child) -> anyhow::Error {
         reset_signals()?;
         sys::cloexec_from(3u32.saturating_add(child.preserve_fds))
             .context("cannot mark fds close-on-exec")?;
+        seccomp::install_before_exec(child.seccomp, process)?;
         Err(process::exec(&exe, process))
     })();
     result

@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::cgroups::CgroupMountSource;
 use crate::namespaces::Namespaces;
 use crate::rootfs::{self, RootfsPlan};
-use crate::{log, process};
+use crate::{log, process, seccomp};
 
 /// Messages on the sync socket between the runtime and the init.
 pub const MSG_GO: u8 = b'G';
@@ -38,6 +38,7 @@ pub struct InitArgs<'a> {
     pub exec_fifo: &'a OwnedFd,
     pub console: Option<&'a UnixStream>,
     pub sync: UnixStream,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Never returns: execs the user's program or exits 1 after reporting why. A panic is
@@ -56,7 +57,7 @@ pub fn run(mut args: InitArgs) -> ! {
         }
     };
     let _ = args.sync.write_all(&[MSG_READY]);
-    let err = wait_and_exec(args.exec_fifo, args.spec, &exe);
+    let err = wait_and_exec(args.exec_fifo, args.spec, &exe, args.seccomp);
     // After `ready` nobody waits on the sync socket: tell the container's stderr and the log.
     log::error(&format!("{err:#}"));
     // SAFETY: as above.
@@ -104,6 +105,7 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     process::set_rlimits(process)?;
     process::enter_cwd(process)?;
     let exe = process::find_executable(process)?;
+    seccomp::install_before_dropping_privileges(args.seccomp, process)?;
     // Privileges go before `ready`, so a failure here fails `create`, not a later exec.
     process::set_user_and_capabilities(process)?;
     let umask = process.user().umask().unwrap_or(0o022);
@@ -153,12 +155,18 @@ fn set_domainname(name: &str) -> nix::Result<()> {
 }
 
 /// After ready: block until `start`, then exec. Returns only on failure.
-fn wait_and_exec(exec_fifo: &OwnedFd, spec: &Spec, exe: &Path) -> anyhow::Error {
+fn wait_and_exec(
+    exec_fifo: &OwnedFd,
+    spec: &Spec,
+    exe: &Path,
+    seccomp: Option<&seccomp::Filter>,
+) -> anyhow::Error {
     let result = (|| -> Result<()> {
         wait_for_start(exec_fifo)?;
         let process = spec.process().as_ref().context("process: missing")?;
         reset_signals()?;
         crate::sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
+        seccomp::install_before_exec(seccomp, process)?;
         Err(process::exec(exe, process))
     })();
     result

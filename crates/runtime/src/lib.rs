@@ -16,6 +16,7 @@ pub mod pause;
 pub mod process;
 pub mod ps;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod state;

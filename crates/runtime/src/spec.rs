@@ -34,9 +34,6 @@ pub fn parse(text: &[u8]) -> Result<Spec> {
 /// Refuse what this runtime does not implement, and sysctls that would change the host.
 pub fn validate(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    if linux.is_some_and(|l| l.seccomp().is_some()) {
-        bail!("linux.seccomp: seccomp is not supported by this berth-runtime yet");
-    }
     if let Some(hooks) = spec.hooks() {
         if serde_json::to_value(hooks)?
             .as_object()

@@ -256,7 +256,7 @@ fn missing_program_is_logged_as_json() {
 
 // --- what the runtime does not do, or must not do ------------------------------------------
 
-/// A config asking for seccomp or hooks, which this runtime does not implement yet, is refused
+/// A config asking for seccomp notification or hooks, which this runtime lacks, is refused
 /// rather than run unconfined; so is a sysctl that would change the host.
 #[test]
 fn unsupported_or_host_wide_settings_are_refused() {
@@ -264,8 +264,8 @@ fn unsupported_or_host_wide_settings_are_refused() {
     let cases: [(&str, Value, &str); 3] = [
         (
             "seccomp",
-            json!({"defaultAction": "SCMP_ACT_ALLOW"}),
-            "linux.seccomp",
+            json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock"}),
+            "not supported",
         ),
         (
             "hooks",

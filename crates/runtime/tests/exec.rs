@@ -43,6 +43,10 @@ fn main() {
             "exec_never_leaks_fds_or_a_host_cwd",
             exec_never_leaks_fds_or_a_host_cwd,
         ),
+        (
+            "exec_gets_the_containers_seccomp_filter",
+            exec_gets_the_containers_seccomp_filter,
+        ),
     ];
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -401,4 +405,31 @@ fn exec_never_leaks_fds_or_a_host_cwd() {
         unsafe { libc::close(fd) };
     }
     ctx.kill(&b.id, "KILL").ok();
+}
+
+/// The container's linux.seccomp applies to exec'd processes too, loaded with and without
+/// no_new_privileges (before the capabilities drop).
+fn exec_gets_the_containers_seccomp_filter() {
+    let ctx = Ctx::new("exec_gets_the_containers_seccomp_filter");
+    let mut b = ctx.bundle(&["sleep", "1000"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    ctx.create_start(&b, "sleep");
+    for nnp in [true, false] {
+        let p = process(
+            &[
+                "sh",
+                "-c",
+                "mkdir /dev/shm/e 2>&1; echo mkdir=$?; grep ^Seccomp: /proc/self/status",
+            ],
+            json!({"noNewPrivileges": nnp}),
+        );
+        let (code, out) = exec_output(&ctx, &b.id, &p);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("Operation not permitted"), "{out}");
+        assert!(out.contains("mkdir=1"), "{out}");
+        assert!(squash_ws(&out).contains("Seccomp: 2"), "{out}");
+    }
 }

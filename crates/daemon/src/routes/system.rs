@@ -191,8 +191,8 @@ fn system_info(engine: &berth_engine::Engine) -> anyhow::Result<SystemInfo> {
         }),
         live_restore_enabled: Some(true),
         init_binary: Some(engine.config.init.display().to_string()),
-        // Only what berth enforces; nothing beyond namespaces and cgroups yet.
-        security_options: Some(Vec::new()),
+        // What berth enforces, in dockerd's words (the docker CLI prints them).
+        security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
         warnings: Some(Vec::new()),
         ..Default::default()
     })

@@ -1098,6 +1098,7 @@ fn create_warnings(host: &HostConfig) -> Vec<String> {
 }
 
 fn validate_host_config(host: &HostConfig) -> Result<()> {
+    super::security::validate(host)?;
     if let Some(policy) = &host.restart_policy {
         let name = policy.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         let restarts = !matches!(

@@ -108,25 +108,33 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
 
     let (devices, device_rules) =
         super::devices::mapped(host.devices.as_deref().unwrap_or_default())?;
+    let bounding: Vec<Capability> = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+        .into_iter()
+        .flatten()
+        .collect();
+    let seccomp = super::security::linux_seccomp(host, &bounding)?;
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(host))
         .cgroups_path(inputs.cgroup_path.clone())
         .devices(devices)
         .resources(resources(host, privileged, device_rules)?);
     if !privileged {
+        // HostConfig's lists replace the defaults when given (the docker CLI sends empty
+        // ones for `--security-opt systempaths=unconfined`).
+        let or_default = |given: &Option<Vec<String>>, default: &[&str]| {
+            given
+                .clone()
+                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+        };
         linux = linux
-            .masked_paths(
-                MASKED_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .readonly_paths(
-                READONLY_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            );
+            .masked_paths(or_default(&host.masked_paths, &MASKED_PATHS))
+            .readonly_paths(or_default(&host.readonly_paths, &READONLY_PATHS));
+    }
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
     }
     let linux = linux.build().map_err(|e| anyhow!("linux: {e}"))?;
     let hostname = container.config.hostname.clone().unwrap_or_default();
@@ -172,12 +180,7 @@ fn process(
         )
         .build()
         .map_err(|e| anyhow!("capabilities: {e}"))?;
-    let no_new_privileges = host.security_opt.iter().flatten().any(|o| {
-        matches!(
-            o.as_str(),
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
-        )
-    });
+    let no_new_privileges = super::security::SecurityOpts::parse(host)?.no_new_privileges;
     let cwd = container
         .config
         .working_dir
@@ -232,12 +235,9 @@ pub fn environment(container: &Container, user: &ResolvedUser) -> Vec<String> {
 
 fn parse_cap(name: &str) -> Result<Capability> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    full.parse::<Capability>()
+    // oci-spec parses "SYS_ADMIN"; the docker CLI sends "CAP_SYS_ADMIN".
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    bare.parse::<Capability>()
         .map_err(|_| Error::InvalidParameter(format!("unknown capability: \"{name}\"")))
 }
 
