@@ -33,7 +33,8 @@ pub struct MonitorBinary {
 
 impl MonitorBinary {
     pub fn new(path: PathBuf) -> MonitorBinary {
-        let view = berth_runtime::sys::read_only_view(&path).ok();
+        // Above READY_FD, which `spawn` puts the ready pipe on in the child.
+        let view = berth_runtime::sys::read_only_view(&path, READY_FD + 1).ok();
         MonitorBinary { path, view }
     }
 
@@ -52,6 +53,8 @@ impl MonitorBinary {
 #[derive(Debug, Clone, Copy)]
 pub struct Spawned {
     pub monitor_pid: i32,
+    /// The created container's init (container mode), not started yet.
+    pub init_pid: Option<i32>,
 }
 
 /// Write `<dir>/monitor.json` and start `monitor_bin <dir>` in its own session with stdio on
@@ -108,8 +111,13 @@ pub fn spawn(monitor: &MonitorBinary, dir: &Path, config: &MonitorConfig) -> Res
         .ok()
         .and_then(|l| serde_json::from_str::<Reply>(l).ok());
     match reply {
-        Some(Reply { ok: Some(true), .. }) => Ok(Spawned {
+        Some(Reply {
+            ok: Some(true),
+            pid,
+            ..
+        }) => Ok(Spawned {
             monitor_pid: child.id() as i32,
+            init_pid: pid,
         }),
         other => {
             let status = child.wait();

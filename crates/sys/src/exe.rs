@@ -110,9 +110,14 @@ fn read_only_clone(exe: &OwnedFd) -> io::Result<(OwnedFd, CString)> {
 /// monitors): a process started from it runs protected at once, and [`protect_self_exe`]
 /// does not execute it a second time. Returns the view (keep it open) and the path to exec
 /// through it, `/proc/self/fd/<view>/<name>`: a child resolves that in its own, inherited,
-/// table before close-on-exec takes the descriptor.
-pub fn read_only_view(path: &Path) -> io::Result<(OwnedFd, std::path::PathBuf)> {
+/// table before close-on-exec takes the descriptor. The view's descriptor is `min_fd` or
+/// above, for a parent that moves other descriptors onto lower numbers in the child.
+pub fn read_only_view(path: &Path, min_fd: RawFd) -> io::Result<(OwnedFd, std::path::PathBuf)> {
     let (tree, name) = clone_read_only(path)?;
+    // SAFETY: fcntl with integer arguments on a descriptor we own.
+    let tree = owned(check(
+        unsafe { libc::fcntl(tree.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min_fd) } as libc::c_long,
+    )?);
     let exec = Path::new("/proc/self/fd")
         .join(tree.as_raw_fd().to_string())
         .join(OsString::from_vec(name.into_bytes()));

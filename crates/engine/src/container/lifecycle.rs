@@ -355,6 +355,13 @@ impl Engine {
         let started = berth_monitor::client::spawn(&self.monitor, &run_dir, &monitor_config)
             .map_err(|e| self.start_failed(handle, e));
         let spawned = started?;
+        if let (Some(init), false) = (spawned.init_pid, spec::is_host_network(&record.host_config))
+        {
+            // Up before the process starts, as Docker's is.
+            if let Err(e) = bring_up_loopback(init) {
+                eprintln!("berthd: container {}: {e:#}", handle.id);
+            }
+        }
         let socket = monitor_config.socket.clone();
         let pending: Vec<PendingAttach> = std::mem::take(
             &mut *handle
@@ -380,14 +387,6 @@ impl Engine {
                 return Err(self.start_failed(handle, e));
             }
         };
-        if !spec::is_host_network(&record.host_config) {
-            // A process that has already exited has no namespace left to set up.
-            if let Err(e) = bring_up_loopback(pid) {
-                if Path::new(&format!("/proc/{pid}")).exists() {
-                    eprintln!("berthd: container {}: {e:#}", handle.id);
-                }
-            }
-        }
         let argv = spec::argv_of(&record.config);
         handle.update(|c| {
             c.state = State {
