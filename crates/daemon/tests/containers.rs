@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{read_response, stderr, stdout, Daemon};
+use common::{read_response, stderr, stdout, Daemon, HttpResponse};
 
 #[test]
 fn run_rm_prints_output_and_leaves_nothing() {
@@ -157,17 +157,7 @@ fn attach_hijack_multiplexes_output() {
         "read x; echo out $x; echo err >&2",
     ]);
     let id = id.trim();
-    let mut conn = UnixStream::connect(&d.socket).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        conn,
-        "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n\
-         Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut rd = BufReader::new(conn.try_clone().unwrap());
-    let resp = read_response(&mut rd, false).unwrap();
+    let (mut conn, mut rd, resp) = attach_all_streams(&d, id);
     assert_eq!(resp.status, 101);
     assert_eq!(
         resp.header("content-type"),
@@ -207,17 +197,8 @@ fn attach_client_that_leaves_a_quiet_container_is_let_go() {
             .count()
     };
     let attach = || {
-        let mut conn = UnixStream::connect(&d.socket).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            conn,
-            "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n\
-             Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
-        )
-        .unwrap();
-        let mut rd = BufReader::new(conn.try_clone().unwrap());
-        assert_eq!(read_response(&mut rd, false).unwrap().status, 101);
+        let (conn, rd, resp) = attach_all_streams(&d, id);
+        assert_eq!(resp.status, 101);
         (conn, rd)
     };
     let before = open_fds();
@@ -239,6 +220,23 @@ fn attach_client_that_leaves_a_quiet_container_is_let_go() {
     let mut frames = Vec::new();
     rd.read_to_end(&mut frames).unwrap();
     assert_eq!(demux(&frames).0, b"got in\n");
+}
+
+/// A hijacked attach to all of container `id`'s streams: the connection (stdin), its reader
+/// past the response head, and the head.
+fn attach_all_streams(d: &Daemon, id: &str) -> (UnixStream, BufReader<UnixStream>, HttpResponse) {
+    let mut conn = UnixStream::connect(&d.socket).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n\
+         Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut rd = BufReader::new(conn.try_clone().unwrap());
+    let head = read_response(&mut rd, false).unwrap();
+    (conn, rd, head)
 }
 
 /// Split Docker's multiplexed stream into stdout and stderr.
