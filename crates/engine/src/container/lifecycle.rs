@@ -185,8 +185,6 @@ impl Engine {
             config: Some(HashMap::new()),
         });
         let id = crate::random_id()?;
-        // A created container is usually started next (`run`).
-        self.prepare_cgroup(&id);
         let config = merge_config(req.config, &image.config, &id);
         if spec::argv_of(&config).is_empty() {
             return Err(Error::InvalidParameter("No command specified".into()));
@@ -214,6 +212,8 @@ impl Engine {
             args: Vec::new(),
         };
         let handle = self.containers.insert(record)?;
+        // A created container is usually started next (`run`).
+        self.prepare_cgroup(&id);
         let made = self.make_rootfs(&handle, &image).and_then(|()| {
             for v in &new_volumes {
                 self.volumes_populate(&v.name, &handle.paths.rootfs(), &v.destination)?;
@@ -222,6 +222,7 @@ impl Engine {
         });
         if let Err(e) = made {
             let _ = Snapshot::remove(&handle.paths.snapshot());
+            self.remove_cgroup(&id);
             let _ = self.containers.remove(&id);
             return Err(e);
         }
@@ -242,6 +243,14 @@ impl Engine {
             let _ = cgroup.create();
         }
         prime_cgroup_migration();
+    }
+
+    /// Remove the cgroup `prepare_cgroup` made: the runtime removes it when the container it
+    /// made exits, not when no container was made.
+    fn remove_cgroup(&self, id: &str) {
+        if let Ok(cgroup) = berth_runtime::cgroups::open(&self.cgroup_path(id)) {
+            let _ = cgroup.remove();
+        }
     }
 
     /// Mount the container's overlay (kept mounted until rm) and write the init layer files.
@@ -898,11 +907,7 @@ impl Engine {
         // Its files go with the container's directory (`ContainerStore::remove`).
         let removed = Snapshot::unmount(&handle.paths.snapshot()).and_then(|()| {
             let _ = std::fs::remove_dir_all(self.config.run_dir(&handle.id));
-            // Made at create or start (`prepare_cgroup`); the runtime removes it when the
-            // container it made exits, not when no container was made.
-            if let Ok(cgroup) = berth_runtime::cgroups::open(&self.cgroup_path(&handle.id)) {
-                let _ = cgroup.remove();
-            }
+            self.remove_cgroup(&handle.id);
             Ok(self.containers.remove(&handle.id)?)
         });
         if let Err(e) = removed {
