@@ -245,8 +245,8 @@ impl Engine {
         prime_cgroup_migration();
     }
 
-    /// Remove the cgroup `prepare_cgroup` made: the runtime removes it when the container it
-    /// made exits, not when no container was made.
+    /// Remove the cgroup `prepare_cgroup` made for a container never started: once one was,
+    /// the runtime removed it when the container exited (or a failed start did).
     fn remove_cgroup(&self, id: &str) {
         if let Ok(cgroup) = berth_runtime::cgroups::open(&self.cgroup_path(id)) {
             let _ = cgroup.remove();
@@ -904,12 +904,23 @@ impl Engine {
         // Not saved: a removal cut short leaves the record in its last saved state, which
         // another `rm` finishes.
         handle.update_in_memory(|c| c.state.status = Status::Removing);
-        // Its files go with the container's directory (`ContainerStore::remove`).
-        let removed = Snapshot::unmount(&handle.paths.snapshot()).and_then(|()| {
+        // The layers of an image force-removed while this container used it go now: they
+        // must not be mounted then. Otherwise the rootfs is unmounted with the rest of the
+        // container's files, in the background (`ContainerStore::remove`).
+        let image_gone = record
+            .image_id
+            .parse()
+            .is_ok_and(|id| matches!(self.images.index.image(&id), Ok(None)));
+        let removed = (|| {
+            if image_gone {
+                Snapshot::unmount(&handle.paths.snapshot())?;
+            }
             let _ = std::fs::remove_dir_all(self.config.run_dir(&handle.id));
-            self.remove_cgroup(&handle.id);
-            Ok(self.containers.remove(&handle.id)?)
-        });
+            if record.state.started_at.is_none() {
+                self.remove_cgroup(&handle.id);
+            }
+            Ok::<_, anyhow::Error>(self.containers.remove(&handle.id)?)
+        })();
         if let Err(e) = removed {
             handle.update_in_memory(|c| c.state.status = before);
             return Err(e.into());
@@ -917,11 +928,6 @@ impl Engine {
         if volumes {
             self.remove_anonymous_volumes(&record);
         }
-        // The layers of an image force-removed while this container used it go now.
-        let image_gone = record
-            .image_id
-            .parse()
-            .is_ok_and(|id| matches!(self.images.index.image(&id), Ok(None)));
         if image_gone {
             if let Err(e) = self.collect_unused_layers() {
                 eprintln!("berthd: cannot collect layers: {}", e.message());

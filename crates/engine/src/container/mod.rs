@@ -232,9 +232,7 @@ impl ContainerStore {
                 Ok(record) => {
                     containers.insert(record.id.clone(), Handle::new(record, dir));
                 }
-                Err(_) if is_trash(&dir) => {
-                    let _ = fs::remove_dir_all(&dir);
-                }
+                Err(_) if is_trash(&dir) => delete_trash(&dir),
                 Err(e) => {
                     eprintln!(
                         "berthd: dropping {}: no readable container record ({e:#})",
@@ -321,13 +319,14 @@ impl ContainerStore {
         if let Some(handle) = handle {
             // Record first: a crash half-way leaves a directory `open` drops.
             let _ = fs::remove_file(handle.paths.record());
-            // Out of the way at once and deleted on a thread of its own: deleting a
-            // container's files (its rw layer may be large) takes milliseconds to minutes,
-            // and nobody waits for that. `open` deletes what a crash left.
+            // Out of the way at once, its rootfs still mounted, and unmounted and deleted on
+            // a thread of its own: unmounting waits out an RCU grace period and deleting a
+            // container's files (its rw layer may be large) takes milliseconds to minutes;
+            // nobody waits for that. `open` finishes what a crash left.
             let trash = self.root.join(format!("{TRASH_PREFIX}{id}"));
             fs::rename(&handle.paths.dir, &trash)
                 .with_context(|| format!("cannot remove {}", handle.paths.dir.display()))?;
-            std::thread::spawn(move || fs::remove_dir_all(trash));
+            std::thread::spawn(move || delete_trash(&trash));
         }
         Ok(())
     }
@@ -335,6 +334,17 @@ impl ContainerStore {
 
 /// What a removed container's directory is renamed to until it is deleted.
 const TRASH_PREFIX: &str = ".removed-";
+
+/// Unmount a removed container's rootfs, then delete its directory; never through the
+/// mount (that would delete into the image's layers' view).
+fn delete_trash(dir: &Path) {
+    let paths = Paths {
+        dir: dir.to_path_buf(),
+    };
+    if berth_image::snapshot::Snapshot::unmount(&paths.snapshot()).is_ok() {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
 
 fn is_trash(dir: &Path) -> bool {
     dir.file_name()
