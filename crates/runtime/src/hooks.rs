@@ -7,7 +7,7 @@
 //! what the container was created with even when the bundle has changed or gone.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -200,14 +200,10 @@ fn run_one(hook: &Hook, state: &[u8]) -> Result<()> {
         .as_fd()
         .try_clone_to_owned()
         .context("dup stderr")?;
-    cmd.stdin(Stdio::piped())
+    cmd.stdin(state_stdin(state)?)
         .stdout(stderr)
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("cannot start it")?;
-    // A hook that does not read its stdin may exit first: a broken pipe is not its failure.
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state);
-    }
     let status = match hook.timeout() {
         None => child.wait().context("cannot wait for it")?,
         Some(seconds) => wait_with_timeout(&mut child, seconds)?,
@@ -216,6 +212,19 @@ fn run_one(hook: &Hook, state: &[u8]) -> Result<()> {
         bail!("{status}");
     }
     Ok(())
+}
+
+/// The state as a memfd rather than a pipe: a hook that does not read it cannot block us
+/// (and so escape its timeout), however big the annotations make it.
+fn state_stdin(state: &[u8]) -> Result<Stdio> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let mut file = fs::File::from(
+        memfd_create(c"berth-hook-state", MFdFlags::MFD_CLOEXEC).context("memfd_create")?,
+    );
+    file.write_all(state)
+        .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+        .context("cannot write the state for the hook")?;
+    Ok(Stdio::from(file))
 }
 
 /// Wait for the hook up to `seconds`; past that kill it and fail.
