@@ -61,7 +61,8 @@ fn every_hook_kind_runs_in_order_with_the_state_on_stdin() {
         // Before pivot_root: the path and the output dir are the runtime's.
         "createContainer": [recording_hook("createContainer", &host)],
         // After pivot_root: busybox's sh, and the output dir through the bind mount.
-        "startContainer": [recording_hook("startContainer", IN_CONTAINER)],
+        // Slow on purpose: `start` must wait for it before running poststart.
+        "startContainer": [shell_hook("sleep 1"), recording_hook("startContainer", IN_CONTAINER)],
         "poststart": [recording_hook("poststart", &host)],
         "poststop": [recording_hook("poststop", &host)],
     });
