@@ -203,6 +203,8 @@ fn run_one(hook: &Hook, state: &[u8]) -> Result<()> {
     cmd.stdin(state_stdin(state)?)
         .stdout(stderr)
         .stderr(Stdio::inherit());
+    // Its own process group, so a timeout kills what it started too.
+    cmd.process_group(0);
     let mut child = cmd.spawn().context("cannot start it")?;
     let status = match hook.timeout() {
         None => child.wait().context("cannot wait for it")?,
@@ -237,7 +239,11 @@ fn wait_with_timeout(
     let pidfd = sys::pidfd_open(pid).context("pidfd_open")?;
     let ms = i32::try_from(seconds.saturating_mul(1000)).unwrap_or(i32::MAX);
     if !sys::pidfd_wait_exit(&pidfd, ms).context("cannot wait for it")? {
-        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+        // The group id is the hook's pid, ours until it is reaped below.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = child.wait();
         bail!("timed out after {seconds}s and was killed");
     }

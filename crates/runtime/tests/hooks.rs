@@ -193,7 +193,8 @@ fn hook_past_its_timeout_is_killed_and_create_fails() {
     let out = ctx.new_dir("out");
     let mut b = ctx.bundle(&["true"]);
     let hook_pid = out.join("pid");
-    let mut hook = shell_hook(&format!("echo $$ > {}; exec sleep 60", hook_pid.display()));
+    // Not exec'd: the sleep is the hook's child, which the timeout must kill too.
+    let mut hook = shell_hook(&format!("echo $$ > {}; sleep 60; true", hook_pid.display()));
     hook["timeout"] = json!(1);
     b.config["hooks"] = json!({"createRuntime": [hook]});
     let began = Instant::now();
@@ -206,12 +207,32 @@ fn hook_past_its_timeout_is_killed_and_create_fails() {
         "create took {:?}",
         began.elapsed()
     );
-    let pid = read(&hook_pid).trim().to_string();
+    let pid: i32 = read(&hook_pid).trim().parse().unwrap();
+    let left = process_group(pid);
     assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the timed-out hook {pid} still runs"
+        left.is_empty(),
+        "the timed-out hook's processes {left:?} still run"
     );
     ctx.assert_nothing_left(&b);
+}
+
+/// Live processes whose process group is `pgid`.
+fn process_group(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the parenthesised comm: state, ppid, pgrp.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z")
+        })
+        .collect()
 }
 
 #[test]
