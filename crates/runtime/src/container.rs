@@ -14,7 +14,10 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Linux, LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, CgroupManager};
-use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_IN_CGROUP, MSG_PID, MSG_READY};
+use crate::hooks::{self, Kind};
+use crate::init::{
+    self, InitArgs, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_HOOKS_DONE, MSG_IN_CGROUP, MSG_PID, MSG_READY,
+};
 use crate::namespaces::{self, Namespaces};
 use crate::state::{self, State, Status, EXEC_FIFO};
 use crate::{console, process, spec, sys};
@@ -50,6 +53,8 @@ struct CreateGuard {
     dir: PathBuf,
     cgroup: Option<Box<dyn CgroupManager>>,
     init: Option<(i32, OwnedFd)>,
+    /// Once the init exists: the hooks and the state poststop sees when create fails.
+    poststop: Option<(oci_spec::runtime::Hooks, Vec<u8>)>,
 }
 
 impl Drop for CreateGuard {
@@ -66,6 +71,10 @@ impl Drop for CreateGuard {
             let _ = cgroup.remove();
         }
         let _ = fs::remove_dir_all(&self.dir);
+        // The OCI lifecycle: a failed create is destroyed, then its poststop hooks run.
+        if let Some((hooks, state)) = &self.poststop {
+            hooks::run_warning(hooks, Kind::Poststop, state);
+        }
     }
 }
 
@@ -100,11 +109,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         dir: dir.clone(),
         cgroup: None,
         init: None,
+        poststop: None,
     };
     let exec_fifo = make_exec_fifo(&dir)?;
     if let Some(filter) = &seccomp {
         filter.save(&dir)?;
     }
+    hooks::save(&dir, &spec)?;
 
     let cgroup_path = cgroup_path(&spec, opts.id);
     // In the guard before it exists on disk: a half-made cgroup is removed too.
@@ -129,7 +140,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     let (pid, pidfd) = spawn_init(&namespaces, linux, init_args, &mut sync)?;
     guard.init = Some((pid, pidfd.try_clone().context("dup pidfd")?));
-    setup_init(&spec, &namespaces, cgroup, pid, &mut sync)?;
 
     let (pid_start, _) = sys::proc_start_and_state(pid).context("the container's init vanished")?;
     let state = State {
@@ -143,6 +153,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         owner: String::new(),
         cgroup_path,
     };
+    if let Some(all) = spec.hooks() {
+        guard.poststop = Some((all.clone(), hooks::state_json(&state, Kind::Poststop)?));
+    }
+    setup_init(&spec, &namespaces, cgroup, &state, &mut sync)?;
     state.save(&dir)?;
     crate::log::debug(&format!(
         "created container {} (init pid {pid}, cgroup {} {})",
@@ -263,9 +277,10 @@ fn setup_init(
     spec: &Spec,
     namespaces: &Namespaces,
     cgroup: &dyn CgroupManager,
-    pid: i32,
+    state: &State,
     sync: &mut UnixStream,
 ) -> Result<()> {
+    let pid = state.pid;
     if namespaces.creates(LinuxNamespaceType::User) {
         let linux = spec.linux().as_ref();
         let uids = linux
@@ -290,11 +305,28 @@ fn setup_init(
         // The init may have failed first (and be gone): its own message says why.
         return Err(init_error_if_any(sync).unwrap_or(e));
     }
-    match read_message(sync)? {
-        (MSG_READY, _) => Ok(()),
-        (MSG_ERROR, msg) => bail!("{msg}"),
-        _ => bail!("the container's init exited during setup"),
+    loop {
+        match read_message(sync)? {
+            (MSG_READY, _) => return Ok(()),
+            (MSG_HOOKS, _) => run_create_hooks(spec, state, sync)?,
+            (MSG_ERROR, msg) => bail!("{msg}"),
+            _ => bail!("the container's init exited during setup"),
+        }
     }
+}
+
+/// The init stopped before pivot_root, its mounts made: prestart and createRuntime hooks run
+/// here, in the runtime's namespaces; then the init gets the state for its own hooks.
+fn run_create_hooks(spec: &Spec, state: &State, sync: &mut UnixStream) -> Result<()> {
+    let json = hooks::state_json(state, Kind::CreateRuntime)?;
+    if let Some(all) = spec.hooks() {
+        hooks::run(all, Kind::Prestart, &json)?;
+        hooks::run(all, Kind::CreateRuntime, &json)?;
+    }
+    let mut message = vec![MSG_HOOKS_DONE];
+    message.extend_from_slice(&json);
+    sync.write_all(&message)
+        .context("cannot signal the container's init")
 }
 
 /// The error the init reported, if it reported one already (without waiting for one).
@@ -354,7 +386,16 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if n != 1 {
         bail!("container \"{id}\" exited before it was started");
     }
-    fs::remove_file(&fifo_path).context("cannot remove the exec fifo")
+    fs::remove_file(&fifo_path).context("cannot remove the exec fifo")?;
+    wait_closed(&fifo)?;
+    if let Some(all) = hooks::load(&state.dir(root))? {
+        hooks::run_warning(
+            &all,
+            Kind::Poststart,
+            &hooks::state_json(&state, Kind::Poststart)?,
+        );
+    }
+    Ok(())
 }
 
 /// Block until the fifo has the init's byte; error if the init dies first.
@@ -379,6 +420,32 @@ fn wait_readable(fifo: &OwnedFd, pidfd: &OwnedFd) -> Result<()> {
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             bail!("the container's init exited before it was started");
+        }
+    }
+}
+
+/// As runc: the init holds the fifo open until it execs the program (close-on-exec), so its
+/// closing means startContainer hooks ran and the program started (or the init died).
+fn wait_closed(fifo: &OwnedFd) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            r => r.context("poll")?,
+        };
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+        {
+            return Ok(());
+        }
+        // Stray bytes (nothing the init writes): drain them and wait on.
+        let mut buf = [0u8; 64];
+        match nix::unistd::read(fifo, &mut buf) {
+            Ok(0) => return Ok(()),
+            Err(nix::Error::EAGAIN) | Ok(_) => {}
+            Err(e) => return Err(e).context("cannot read the exec fifo"),
         }
     }
 }
@@ -462,7 +529,16 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let cgroup = cgroups::open(&state.cgroup_path)?;
     kill_all_and_wait(&state, &*cgroup)?;
     cgroup.remove()?;
-    fs::remove_dir_all(dir).with_context(|| format!("cannot remove the state of \"{id}\""))
+    let poststop = hooks::load(&dir)?;
+    fs::remove_dir_all(dir).with_context(|| format!("cannot remove the state of \"{id}\""))?;
+    if let Some(all) = poststop {
+        hooks::run_warning(
+            &all,
+            Kind::Poststop,
+            &hooks::state_json(&state, Kind::Poststop)?,
+        );
+    }
+    Ok(())
 }
 
 /// Pidfds of every process in the cgroup, opened before anything is killed: once the init

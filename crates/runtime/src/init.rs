@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::cgroups::CgroupMountSource;
 use crate::namespaces::Namespaces;
 use crate::rootfs::{self, RootfsPlan};
-use crate::{log, process, seccomp};
+use crate::{hooks, log, process, seccomp};
 
 /// Messages on the sync socket between the runtime and the init.
 pub const MSG_GO: u8 = b'G';
@@ -26,6 +26,10 @@ pub const MSG_READY: u8 = b'R';
 pub const MSG_ERROR: u8 = b'E';
 /// From the intermediate process: the init's pid.
 pub const MSG_PID: u8 = b'P';
+/// From the init, before pivot_root: run prestart and createRuntime hooks now.
+pub const MSG_HOOKS: u8 = b'H';
+/// The runtime's hooks ran; followed by the state JSON for the init's own hooks.
+pub const MSG_HOOKS_DONE: u8 = b'D';
 
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -46,8 +50,8 @@ pub struct InitArgs<'a> {
 pub fn run(mut args: InitArgs) -> ! {
     let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(&args)))
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the container's init panicked")));
-    let exe = match prepared {
-        Ok(exe) => exe,
+    let (exe, hook_state) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
             let mut buf = vec![MSG_ERROR];
             buf.extend_from_slice(format!("{e:#}").as_bytes());
@@ -57,15 +61,16 @@ pub fn run(mut args: InitArgs) -> ! {
         }
     };
     let _ = args.sync.write_all(&[MSG_READY]);
-    let err = wait_and_exec(args.exec_fifo, args.spec, &exe, args.seccomp);
+    let err = wait_and_exec(args.exec_fifo, args.spec, &exe, args.seccomp, hook_state);
     // After `ready` nobody waits on the sync socket: tell the container's stderr and the log.
     log::error(&format!("{err:#}"));
     // SAFETY: as above.
     unsafe { libc::_exit(127) }
 }
 
-/// Everything that can fail and must fail `create`: returns the program to exec.
-fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
+/// Everything that can fail and must fail `create`: returns the program to exec, and the
+/// state JSON for startContainer hooks when the config has hooks.
+fn prepare(args: &InitArgs) -> Result<(std::path::PathBuf, Option<Vec<u8>>)> {
     wait_for_parent(&args.sync)?;
     let ns = args.namespaces;
     if ns.in_user_namespace() {
@@ -78,6 +83,12 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     set_uts(args.spec, ns)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let process = args.spec.process().as_ref().context("process: missing")?;
+    let with_hooks = hooks::init_needs_state(args.spec);
+    let hook_state = std::cell::RefCell::new(None);
+    let create_hooks = || -> Result<()> {
+        *hook_state.borrow_mut() = Some(run_create_hooks(&args.sync, args.spec)?);
+        Ok(())
+    };
     rootfs::setup(&RootfsPlan {
         spec: args.spec,
         rootfs: args.rootfs,
@@ -85,6 +96,7 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
         cgroup_sources: args.cgroup_sources,
         in_user_namespace: ns.in_user_namespace(),
         no_pivot: args.no_pivot,
+        before_pivot: with_hooks.then_some(&create_hooks as &dyn Fn() -> Result<()>),
     })?;
     if process.terminal().unwrap_or(false) {
         let socket = args
@@ -95,8 +107,11 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     rootfs::finish(args.spec)?;
     // The parent moves us into our cgroup while we set up the rootfs: on cgroup v1 the
     // first move after a quiet spell waits out an RCU grace period (the kernel's
-    // threadgroup lock), which this overlaps with the mounts. Nothing above forks.
-    wait_for(&args.sync, MSG_IN_CGROUP)?;
+    // threadgroup lock), which this overlaps with the mounts. Nothing above forks (hooks
+    // wait for the cgroup first).
+    if !with_hooks {
+        wait_for(&args.sync, MSG_IN_CGROUP)?;
+    }
     if ns.creates(LinuxNamespaceType::Cgroup) {
         // Unshared only now that we are in our cgroup: it becomes the namespace's root.
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
@@ -111,7 +126,24 @@ fn prepare(args: &InitArgs) -> Result<std::path::PathBuf> {
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     process::set_no_new_privileges(process)?;
-    Ok(exe)
+    Ok((exe, hook_state.into_inner()))
+}
+
+/// Before pivot_root, in our cgroup: the runtime runs prestart and createRuntime hooks in
+/// its namespaces, then createContainer hooks run here, in the container's. Returns the state.
+fn run_create_hooks(sync: &UnixStream, spec: &Spec) -> Result<Vec<u8>> {
+    wait_for(sync, MSG_IN_CGROUP)?;
+    let mut sync = sync.try_clone().context("dup the sync socket")?;
+    sync.write_all(&[MSG_HOOKS])
+        .context("cannot ask the runtime to run hooks")?;
+    let state = match crate::container::read_message(&mut sync)? {
+        (MSG_HOOKS_DONE, state) => state.into_bytes(),
+        _ => bail!("the runtime went away before the container was set up"),
+    };
+    if let Some(all) = spec.hooks() {
+        hooks::run(all, hooks::Kind::CreateContainer, &state)?;
+    }
+    Ok(state)
 }
 
 pub(crate) fn wait_for_parent(sync: &UnixStream) -> Result<()> {
@@ -160,12 +192,19 @@ fn wait_and_exec(
     spec: &Spec,
     exe: &Path,
     seccomp: Option<&seccomp::Filter>,
+    hook_state: Option<Vec<u8>>,
 ) -> anyhow::Error {
     let result = (|| -> Result<()> {
-        wait_for_start(exec_fifo)?;
+        // Held open (close-on-exec) until the exec: `start` waits for it to close, so
+        // startContainer hooks finish before `start` returns and runs poststart, as in runc.
+        let _fifo = wait_for_start(exec_fifo)?;
         let process = spec.process().as_ref().context("process: missing")?;
         reset_signals()?;
         crate::sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
+        if let (Some(all), Some(state)) = (spec.hooks(), hook_state) {
+            let state = hooks::restate(&state, hooks::Kind::StartContainer)?;
+            hooks::run(all, hooks::Kind::StartContainer, &state)?;
+        }
         seccomp::install_before_exec(seccomp, process)?;
         Err(process::exec(exe, process))
     })();
@@ -177,7 +216,7 @@ fn wait_and_exec(
 /// Opening the fifo for writing blocks until `start` opens it for reading. It is reopened
 /// through /proc/self/fd, so /proc must be the kernel's procfs and what opens must be the
 /// fifo we hold, not something the image arranged.
-fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+fn wait_for_start(fifo: &OwnedFd) -> Result<std::fs::File> {
     let proc = nix::sys::statfs::statfs("/proc").context("cannot stat /proc")?;
     if proc.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         bail!("/proc in the container is not procfs: mount proc there");
@@ -190,7 +229,8 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     if (held.st_dev, held.st_ino) != (opened.st_dev, opened.st_ino) {
         bail!("the exec fifo reopened through /proc is not the runtime's fifo");
     }
-    file.write_all(b"0").context("cannot write the exec fifo")
+    file.write_all(b"0").context("cannot write the exec fifo")?;
+    Ok(file)
 }
 
 /// The program gets default dispositions and an empty mask, whatever the runtime inherited

@@ -9,6 +9,7 @@ pub mod events;
 pub mod exec;
 pub mod exec_args;
 pub mod features;
+pub mod hooks;
 mod init;
 pub mod log;
 pub mod namespaces;

@@ -34,14 +34,7 @@ pub fn parse(text: &[u8]) -> Result<Spec> {
 /// Refuse what this runtime does not implement, and sysctls that would change the host.
 pub fn validate(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    if let Some(hooks) = spec.hooks() {
-        if serde_json::to_value(hooks)?
-            .as_object()
-            .is_some_and(|h| !h.is_empty())
-        {
-            bail!("hooks: hooks are not supported by this berth-runtime yet");
-        }
-    }
+    crate::hooks::validate(spec)?;
     for key in linux
         .and_then(|l| l.sysctl().as_ref())
         .into_iter()

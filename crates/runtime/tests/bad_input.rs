@@ -256,8 +256,8 @@ fn missing_program_is_logged_as_json() {
 
 // --- what the runtime does not do, or must not do ------------------------------------------
 
-/// A config asking for seccomp notification or hooks, which this runtime lacks, is refused
-/// rather than run unconfined; so is a sysctl that would change the host.
+/// A config asking for seccomp notification, which this runtime lacks, is refused rather than
+/// run unconfined; so is a sysctl that would change the host, and a hook with a relative path.
 #[test]
 fn unsupported_or_host_wide_settings_are_refused() {
     let ctx = Ctx::new("unsupported_settings_are_refused");
@@ -269,8 +269,8 @@ fn unsupported_or_host_wide_settings_are_refused() {
         ),
         (
             "hooks",
-            json!({"prestart": [{"path": "/bin/true"}]}),
-            "hooks",
+            json!({"createRuntime": [{"path": "bin/true"}]}),
+            "absolute",
         ),
         (
             "sysctl",

@@ -24,6 +24,8 @@ pub struct RootfsPlan<'a> {
     pub cgroup_sources: &'a [CgroupMountSource],
     pub in_user_namespace: bool,
     pub no_pivot: bool,
+    /// Runs once the mounts are made, before pivot_root (createContainer hooks).
+    pub before_pivot: Option<&'a dyn Fn() -> Result<()>>,
 }
 
 fn linux(spec: &Spec) -> Option<&Linux> {
@@ -63,6 +65,9 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     )
     .with_context(|| format!("cannot open the rootfs {}", plan.rootfs.display()))?;
     mount_all(plan, &root)?;
+    if let Some(before_pivot) = plan.before_pivot {
+        before_pivot()?;
+    }
     if plan.no_pivot {
         move_root(plan.rootfs)?;
     } else {
