@@ -49,6 +49,16 @@ fn bundle_with_out(ctx: &Ctx, args: &[&str]) -> (Bundle, std::path::PathBuf) {
     (b, out)
 }
 
+/// The order the OCI runtime spec gives the hooks of one container's life.
+const ORDER: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
 #[test]
 fn every_hook_kind_runs_in_order_with_the_state_on_stdin() {
     let ctx = Ctx::new("hooks_every_kind_in_order");
@@ -68,7 +78,7 @@ fn every_hook_kind_runs_in_order_with_the_state_on_stdin() {
     });
     ctx.create(&b).ok();
     let order = || lines(&fs::read_to_string(out.join("order")).unwrap_or_default());
-    assert_eq!(order(), ["prestart", "createRuntime", "createContainer"]);
+    assert_eq!(order(), ORDER[..3]);
     let pid = ctx.pid_of(&b.id);
 
     let created = read_json(&out.join("createRuntime.json"));
@@ -99,16 +109,7 @@ fn every_hook_kind_runs_in_order_with_the_state_on_stdin() {
     assert_eq!(mnt_of("createContainer"), container_mnt.to_string_lossy());
 
     ctx.start(&b.id).ok();
-    assert_eq!(
-        order(),
-        [
-            "prestart",
-            "createRuntime",
-            "createContainer",
-            "startContainer",
-            "poststart"
-        ]
-    );
+    assert_eq!(order(), ORDER[..5]);
     assert_eq!(mnt_of("startContainer"), container_mnt.to_string_lossy());
     assert_eq!(mnt_of("poststart"), host_mnt.to_string_lossy());
     let started = read_json(&out.join("startContainer.json"));
@@ -121,17 +122,7 @@ fn every_hook_kind_runs_in_order_with_the_state_on_stdin() {
     ctx.kill(&b.id, "KILL").ok();
     ctx.wait_status(&b.id, "stopped");
     ctx.delete(&b.id).ok();
-    assert_eq!(
-        order(),
-        [
-            "prestart",
-            "createRuntime",
-            "createContainer",
-            "startContainer",
-            "poststart",
-            "poststop"
-        ]
-    );
+    assert_eq!(order(), ORDER);
     let stopped = read_json(&out.join("poststop.json"));
     assert_eq!(stopped["status"], "stopped", "{stopped}");
     assert_eq!(stopped["id"], json!(b.id), "{stopped}");

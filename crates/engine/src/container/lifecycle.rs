@@ -211,9 +211,16 @@ impl Engine {
             path: String::new(),
             args: Vec::new(),
         };
-        let handle = self.containers.insert(record)?;
-        // A created container is usually started next (`run`).
+        // A created container is usually started next (`run`): the kernel's wait starts
+        // before the record's durable write.
         self.prepare_cgroup(&id);
+        let handle = match self.containers.insert(record) {
+            Ok(handle) => handle,
+            Err(e) => {
+                self.remove_cgroup(&id);
+                return Err(e);
+            }
+        };
         let made = self.make_rootfs(&handle, &image).and_then(|()| {
             for v in &new_volumes {
                 self.volumes_populate(&v.name, &handle.paths.rootfs(), &v.destination)?;
