@@ -110,6 +110,31 @@ fn pts_name(master: &OwnedFd) -> Result<String> {
 }
 
 /// Exactly one message with exactly one fd: what go-runc's console receiver accepts.
+/// The pty master sent over a console socket (one SCM_RIGHTS fd, the file name as payload),
+/// close-on-exec; blocks until it comes.
+pub fn receive_master(socket: &UnixStream) -> Result<OwnedFd> {
+    let mut name = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("cannot receive the pty master")?;
+    let fd = msg
+        .cmsgs()
+        .context("cannot read the pty master message")?
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .context("no pty master came over the console socket")?;
+    // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 fn send_fd(socket: &UnixStream, fd: &OwnedFd, name: &str) -> Result<()> {
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
@@ -144,26 +169,7 @@ pub struct Relay {
 impl Relay {
     /// Take the pty master the init sent over `socket`.
     pub fn receive(socket: &UnixStream) -> Result<Relay> {
-        let mut name = [0u8; 64];
-        let mut iov = [std::io::IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .context("cannot receive the pty master")?;
-        let fd = msg
-            .cmsgs()
-            .context("cannot read the pty master message")?
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .context("the container's init sent no pty master")?;
-        // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
-        let master = unsafe { OwnedFd::from_raw_fd(fd) };
+        let master = receive_master(socket)?;
         let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
         fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         let stdin = std::io::stdin();

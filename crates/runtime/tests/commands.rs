@@ -370,7 +370,6 @@ fn exec_preserve_fds_passes_fds_on() {
 
 #[test]
 fn exec_tty_sends_the_pty_master_to_the_console_socket() {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
     let ctx = Ctx::new("exec_tty_sends_the_pty_master_to_the_console_socket");
     let b = ctx.bundle(&["sleep", "30"]);
     ctx.create_start(&b, "sleep");
@@ -390,26 +389,7 @@ fn exec_tty_sends_the_pty_master_to_the_console_socket() {
     ]);
     out.ok();
     let (conn, _) = listener.accept().unwrap();
-    let mut name = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .expect("recvmsg");
-    let fd = msg
-        .cmsgs()
-        .unwrap()
-        .find_map(|c| match c {
-            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("the pty master");
-    // SAFETY: SCM_RIGHTS just installed this fd; nothing else owns it.
-    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    let master = berth_runtime::console::receive_master(&conn).unwrap();
     let mut text = String::new();
     let mut buf = [0u8; 1024];
     loop {

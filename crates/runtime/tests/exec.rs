@@ -299,7 +299,7 @@ fn exec_with_a_terminal_relays_the_pty() {
     })
     .expect("exec with terminal");
     let socket = execd.console.expect("pty master socket");
-    let master = receive_master(&socket);
+    let master = berth_runtime::console::receive_master(&socket).unwrap();
     let size = libc::winsize {
         ws_row: 24,
         ws_col: 81,
@@ -326,32 +326,6 @@ fn exec_with_a_terminal_relays_the_pty() {
     let lines = lines(&text);
     assert!(lines.iter().any(|l| l.starts_with("/dev/pts/")), "{text:?}");
     assert_eq!(lines.last().map(String::as_str), Some("24 81"), "{text:?}");
-}
-
-/// The pty master from the console socket (one SCM_RIGHTS fd), blocking.
-fn receive_master(socket: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::FromRawFd;
-    let mut name = [0u8; 64];
-    let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .expect("recvmsg");
-    let fd = msg
-        .cmsgs()
-        .unwrap()
-        .find_map(|c| match c {
-            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("an fd");
-    // SAFETY: SCM_RIGHTS just installed this fd; nothing else owns it.
-    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
 
 /// CVE-2024-21626 through exec: with a host directory open in the caller (not close-on-exec,
