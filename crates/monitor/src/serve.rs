@@ -343,7 +343,9 @@ impl Monitor {
             self.controls[i] = None;
             return;
         }
-        let reply = match serde_json::from_slice::<Request>(&buf[..n]) {
+        let request = serde_json::from_slice::<Request>(&buf[..n]);
+        let is_start = matches!(request, Ok(Request::Start));
+        let reply = match request {
             Ok(req) => self
                 .request(req, passed)
                 .unwrap_or_else(|e| Reply::error(format!("{e:#}"))),
@@ -356,14 +358,17 @@ impl Monitor {
                 MsgFlags::MSG_NOSIGNAL,
             );
         }
+        if is_start && reply.ok == Some(true) {
+            // From here on only the loop runs, for as long as the process does; after the
+            // reply, so the start does not wait for it.
+            crate::memory::release_file_pages();
+        }
     }
 
     fn request(&mut self, req: Request, fd: Option<OwnedFd>) -> Result<Reply> {
         match req {
             Request::Start => {
                 let pid = self.start()?;
-                // From here on only the loop runs, for as long as the process does.
-                crate::memory::release_file_pages();
                 Ok(Reply {
                     pid: Some(pid),
                     ..Reply::ok()
