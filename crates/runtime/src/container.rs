@@ -125,6 +125,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup.apply(&cgroups::devices::complete(resources)?)?;
     }
 
+    let cgroup_join = cgroup.self_join()?;
     let (mut sync, child_sync) = sync_pair()?;
     let init_args = InitArgs {
         spec: &spec,
@@ -132,6 +133,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         rootfs: &rootfs,
         namespaces: &namespaces,
         cgroup_sources: &cgroup.mount_sources(),
+        cgroup_join: cgroup_join.as_ref(),
         no_pivot: opts.no_pivot,
         exec_fifo: &exec_fifo,
         console: console.as_ref(),
@@ -156,7 +158,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if let Some(all) = spec.hooks() {
         guard.poststop = Some((all.clone(), hooks::state_json(&state, Kind::Poststop)?));
     }
-    setup_init(&spec, &namespaces, cgroup, &state, &mut sync)?;
+    let mover = if cgroup_join.is_some() {
+        None
+    } else {
+        Some(cgroup)
+    };
+    setup_init(&spec, &namespaces, mover, &state, &mut sync)?;
     state.save(&dir)?;
     crate::log::debug(&format!(
         "created container {} (init pid {pid}, cgroup {} {})",
@@ -272,11 +279,12 @@ pub(crate) fn read_message(sync: &mut UnixStream) -> Result<(u8, String)> {
     })
 }
 
-/// The init's half of the handshake from the parent's side: id maps, cgroup, go, ready.
+/// The init's half of the handshake from the parent's side: id maps, go, cgroup, ready.
+/// `cgroup`: the one to move the init into; `None` when it moves itself.
 fn setup_init(
     spec: &Spec,
     namespaces: &Namespaces,
-    cgroup: &dyn CgroupManager,
+    cgroup: Option<&dyn CgroupManager>,
     state: &State,
     sync: &mut UnixStream,
 ) -> Result<()> {
@@ -297,10 +305,12 @@ fn setup_init(
     sync.write_all(&[MSG_GO])
         .context("cannot signal the container's init")?;
     // While the init sets up its rootfs (see MSG_IN_CGROUP).
-    let moved = cgroup.add_process(Pid::from_raw(pid)).and_then(|()| {
-        sync.write_all(&[MSG_IN_CGROUP])
-            .context("cannot signal the container's init")
-    });
+    let moved = cgroup
+        .map_or(Ok(()), |cgroup| cgroup.add_process(Pid::from_raw(pid)))
+        .and_then(|()| {
+            sync.write_all(&[MSG_IN_CGROUP])
+                .context("cannot signal the container's init")
+        });
     if let Err(e) = moved {
         // The init may have failed first (and be gone): its own message says why.
         return Err(init_error_if_any(sync).unwrap_or(e));

@@ -17,10 +17,11 @@ use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
+use crate::cgroups::{self, SelfJoin};
 use crate::container::{init_pidfd, read_message};
 use crate::init::{reset_signals, wait_for_parent, MSG_ERROR, MSG_GO};
 use crate::state::{self, State, Status};
-use crate::{cgroups, console, process, seccomp, sys};
+use crate::{console, process, seccomp, sys};
 
 /// The namespaces a process can join, by their /proc/<pid>/ns name: user first (it grants
 /// the capabilities to join the others), mount last (it changes our root).
@@ -84,10 +85,12 @@ pub fn exec_preserving_fds(opts: &ExecOptions, preserve_fds: u32) -> Result<Exec
         opts.console_socket,
         opts.relay_terminal,
     )?;
+    let cgroup_join = cgroup.self_join()?;
     let (mut sync, child_sync) = crate::container::sync_pair()?;
     let child = Child {
         process,
         namespaces: &namespaces,
+        cgroup_join: cgroup_join.as_ref(),
         console: console.as_ref(),
         sync: child_sync,
         preserve_fds,
@@ -100,9 +103,11 @@ pub fn exec_preserving_fds(opts: &ExecOptions, preserve_fds: u32) -> Result<Exec
         if sys::pidfd_wait_exit(&init, 0)? {
             bail!("container {} is not running", opts.id);
         }
-        cgroup
-            .add_process(Pid::from_raw(pid))
-            .context("cannot join the container's cgroup")?;
+        if cgroup_join.is_none() {
+            cgroup
+                .add_process(Pid::from_raw(pid))
+                .context("cannot join the container's cgroup")?;
+        }
         process::set_oom_score_adj(pid, process)?;
         sync.write_all(&[MSG_GO])
             .context("cannot signal the exec'd process")?;
@@ -155,6 +160,8 @@ fn open_namespaces(state: &State) -> Result<Vec<(File, i32)>> {
 struct Child<'a> {
     process: &'a Process,
     namespaces: &'a [(File, i32)],
+    /// The cgroup's files with which the process moves itself in; `None`: we move it.
+    cgroup_join: Option<&'a SelfJoin>,
     console: Option<&'a UnixStream>,
     sync: UnixStream,
     /// How many fds after stdio the process keeps.
@@ -184,7 +191,7 @@ fn join(namespaces: &[(File, i32)]) -> Result<()> {
     Ok(())
 }
 
-/// In the process: wait for the cgroup, apply the process, exec. Never returns; a failure is
+/// In the process: wait for `go`, join the cgroup, apply the process, exec. Never returns; a failure is
 /// reported on the sync socket. A panic is caught: unwinding would run the caller's code.
 fn run(mut child: Child) -> ! {
     let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_and_exec(&child)))
@@ -200,6 +207,9 @@ fn run(mut child: Child) -> ! {
 fn prepare_and_exec(child: &Child) -> anyhow::Error {
     let result = (|| -> Result<()> {
         wait_for_parent(&child.sync)?;
+        if let Some(cgroup) = child.cgroup_join {
+            cgroup.join()?;
+        }
         let process = child.process;
         if process.terminal().unwrap_or(false) {
             let socket = child

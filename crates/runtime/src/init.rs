@@ -13,14 +13,15 @@ use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::cgroups::CgroupMountSource;
+use crate::cgroups::{CgroupMountSource, SelfJoin};
 use crate::namespaces::Namespaces;
 use crate::rootfs::{self, RootfsPlan};
 use crate::{hooks, log, process, seccomp};
 
 /// Messages on the sync socket between the runtime and the init.
 pub const MSG_GO: u8 = b'G';
-/// The init is in its cgroup: it may make its cgroup namespace and go on to exec.
+/// The runtime moved the init into its cgroup (or left that to the init: see
+/// `InitArgs::cgroup_join`): it may make its cgroup namespace and go on to exec.
 pub const MSG_IN_CGROUP: u8 = b'C';
 pub const MSG_READY: u8 = b'R';
 pub const MSG_ERROR: u8 = b'E';
@@ -37,6 +38,9 @@ pub struct InitArgs<'a> {
     pub rootfs: &'a Path,
     pub namespaces: &'a Namespaces,
     pub cgroup_sources: &'a [CgroupMountSource],
+    /// The cgroup's files with which the init moves itself in, right after `go`; `None`: the
+    /// runtime moves it.
+    pub cgroup_join: Option<&'a SelfJoin>,
     pub no_pivot: bool,
     /// The exec fifo, opened O_PATH: reopened for writing through /proc once inside.
     pub exec_fifo: &'a OwnedFd,
@@ -72,6 +76,9 @@ pub fn run(mut args: InitArgs) -> ! {
 /// state JSON for startContainer hooks when the config has hooks.
 fn prepare(args: &InitArgs) -> Result<(std::path::PathBuf, Option<Vec<u8>>)> {
     wait_for_parent(&args.sync)?;
+    if let Some(cgroup) = args.cgroup_join {
+        cgroup.join()?;
+    }
     let ns = args.namespaces;
     if ns.in_user_namespace() {
         // Become the user namespace's root, so what we create is owned by the mapped root.
@@ -105,10 +112,10 @@ fn prepare(args: &InitArgs) -> Result<(std::path::PathBuf, Option<Vec<u8>>)> {
         crate::console::setup(socket, process.user().uid(), process.user().gid())?;
     }
     rootfs::finish(args.spec)?;
-    // The parent moves us into our cgroup while we set up the rootfs: on cgroup v1 the
-    // first move after a quiet spell waits out an RCU grace period (the kernel's
-    // threadgroup lock), which this overlaps with the mounts. Nothing above forks (hooks
-    // wait for the cgroup first).
+    // Unless we moved ourselves, the parent moves us into our cgroup while we set up the
+    // rootfs: that waits for the kernel's migration lock (see `CgroupManager::add_process`),
+    // which this overlaps with the mounts. Nothing above forks (hooks wait for the cgroup
+    // first).
     if !with_hooks {
         wait_for(&args.sync, MSG_IN_CGROUP)?;
     }

@@ -211,16 +211,7 @@ impl Engine {
             path: String::new(),
             args: Vec::new(),
         };
-        // A created container is usually started next (`run`): the kernel's wait starts
-        // before the record's durable write.
-        self.prepare_cgroup(&id);
-        let handle = match self.containers.insert(record) {
-            Ok(handle) => handle,
-            Err(e) => {
-                self.remove_cgroup(&id);
-                return Err(e);
-            }
-        };
+        let handle = self.containers.insert(record)?;
         let made = self.make_rootfs(&handle, &image).and_then(|()| {
             for v in &new_volumes {
                 self.volumes_populate(&v.name, &handle.paths.rootfs(), &v.destination)?;
@@ -229,7 +220,6 @@ impl Engine {
         });
         if let Err(e) = made {
             let _ = Snapshot::remove(&handle.paths.snapshot());
-            self.remove_cgroup(&id);
             let _ = self.containers.remove(&id);
             return Err(e);
         }
@@ -240,24 +230,6 @@ impl Engine {
             &[("name", &name), ("image", &image_name)],
         );
         Ok((id, create_warnings(&handle.get().host_config)))
-    }
-
-    /// Makes the container's cgroup (the runtime then finds it made) and gets the kernel's
-    /// cgroup migration lock ready while the container is prepared. Best effort: failing only
-    /// means the runtime makes the cgroup, and waits for the lock itself.
-    fn prepare_cgroup(&self, id: &str) {
-        if let Ok(cgroup) = berth_runtime::cgroups::open(&self.cgroup_path(id)) {
-            let _ = cgroup.create();
-        }
-        prime_cgroup_migration();
-    }
-
-    /// Remove the cgroup `prepare_cgroup` made for a container never started: once one was,
-    /// the runtime removed it when the container exited (or a failed start did).
-    fn remove_cgroup(&self, id: &str) {
-        if let Ok(cgroup) = berth_runtime::cgroups::open(&self.cgroup_path(id)) {
-            let _ = cgroup.remove();
-        }
     }
 
     /// Mount the container's overlay (kept mounted until rm) and write the init layer files.
@@ -340,7 +312,6 @@ impl Engine {
 
     /// Spawn the monitor (which creates the container), hand it the waiting attaches, start.
     fn start_handle(self: &Arc<Self>, handle: &Arc<Handle>) -> Result<()> {
-        prime_cgroup_migration();
         self.ensure_rootfs(handle)?;
         let record = handle.get();
         let run_dir = self.config.run_dir(&handle.id);
@@ -923,9 +894,6 @@ impl Engine {
                 Snapshot::unmount(&handle.paths.snapshot())?;
             }
             let _ = std::fs::remove_dir_all(self.config.run_dir(&handle.id));
-            if record.state.started_at.is_none() {
-                self.remove_cgroup(&handle.id);
-            }
             Ok::<_, anyhow::Error>(self.containers.remove(&handle.id)?)
         })();
         if let Err(e) = removed {
@@ -1243,10 +1211,4 @@ fn bring_up_loopback(pid: i32) -> Result<()> {
     })
     .join()
     .map_err(|_| anyhow!("the loopback thread panicked"))?
-}
-
-/// See `berth_runtime::cgroups::prime_migration`: on a thread of its own, as it waits.
-fn prime_cgroup_migration() {
-    // Best effort: failing only means no head start.
-    std::thread::spawn(|| berth_runtime::cgroups::prime_migration().ok());
 }

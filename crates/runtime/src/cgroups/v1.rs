@@ -21,7 +21,7 @@ use super::fs::{
 };
 use super::knobs::{controller_of, Knobs};
 use super::stats::{self, Stats};
-use super::{freezer, CgroupManager, CgroupMountSource};
+use super::{freezer, CgroupManager, CgroupMountSource, SelfJoin};
 
 /// The controller names a v1 mount's options may carry (besides `name=<hierarchy>`); the other
 /// options (rw, xattr, release_agent=...) are not controllers.
@@ -209,6 +209,18 @@ impl CgroupManager for V1Manager {
         self.hierarchies
             .iter()
             .try_for_each(|h| add_pid(&h.dir, pid))
+    }
+
+    fn self_join(&self) -> Result<Option<SelfJoin>> {
+        let tasks = self.hierarchies.iter().map(|h| {
+            let path = h.dir.join("tasks");
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Ok((path, file))
+        });
+        Ok(Some(SelfJoin(tasks.collect::<Result<_>>()?)))
     }
 
     /// Every hierarchy holds the same processes; the pids one is there to count them.

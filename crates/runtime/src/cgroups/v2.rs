@@ -21,7 +21,7 @@ use super::fs::{
 };
 use super::knobs::{controller_of, Knobs};
 use super::stats::{self, Stats};
-use super::{freezer, CgroupManager, CgroupMountSource};
+use super::{freezer, CgroupManager, CgroupMountSource, SelfJoin};
 
 /// The controllers whose knobs this driver writes. A knob file exists only once its controller
 /// is enabled in the parent's cgroup.subtree_control, so `create` enables these on the way down.
@@ -125,6 +125,10 @@ impl CgroupManager for V2Manager {
 
     fn add_process(&self, pid: Pid) -> Result<()> {
         add_pid(&self.dir, pid)
+    }
+
+    fn self_join(&self) -> Result<Option<SelfJoin>> {
+        Ok(None)
     }
 
     fn pids(&self) -> Result<Vec<Pid>> {
