@@ -9,7 +9,7 @@ use berth_engine::commit::{commit_image, instructions, merge, ImageCommit};
 use berth_image::config::{chain_ids, ContainerConfig, ImageConfig};
 use berth_image::manifest::{media_type, parse_any, Parsed};
 use berth_image::reference::Reference;
-use berth_image::snapshot::{InitFiles, Snapshot};
+use berth_image::snapshot::Snapshot;
 use fixture::{entries, Container};
 
 #[test]
@@ -90,7 +90,7 @@ fn commit_makes_one_layer_of_the_rw_layer_and_a_runnable_tagged_image() {
     let chain = chain_ids(&config.rootfs.diff_ids);
     assert!(chain.iter().all(|c_id| c.images.layers.has(c_id)));
     let dir = c.tmp.path().join("containers/c2/rootfs");
-    let snap = Snapshot::mount(&c.images.layers, &dir, &chain, &InitFiles::default()).unwrap();
+    let snap = Snapshot::mount(&c.images.layers, &dir, &chain).unwrap();
     let hello = fs::read_to_string(snap.merged.join("hello"));
     let busybox = snap.merged.join("bin/busybox").exists() || snap.merged.join("bin/sh").exists();
     Snapshot::remove(&dir).unwrap();

@@ -3,9 +3,9 @@
 //! `layers/<chain-id>/diff` holds one unpacked layer (an overlay lowerdir) and `meta.json`
 //! its diff id, parent and size. Each layer also gets a short name, `l/<id>` → its diff dir,
 //! as Docker's overlay2 does, so the lowerdir list of a deep image still fits in the one page
-//! that mount(2) accepts as data. A container's snapshot is `containers/<id>/`: an init
-//! layer (hostname, hosts, resolv.conf), a private upper and work dir, and the mounted
-//! `merged` rootfs.
+//! that mount(2) accepts as data. `init/` is the init layer every container has above its
+//! image's layers. A container's snapshot is `containers/<id>/`: a private upper and work
+//! dir, and the mounted `merged` rootfs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -45,9 +45,47 @@ impl LayerStore {
             fs::create_dir_all(root.join(dir))
                 .with_context(|| format!("cannot create {}", root.join(dir).display()))?;
         }
-        Ok(LayerStore {
+        let store = LayerStore {
             root: root.to_path_buf(),
-        })
+        };
+        store.make_init_layer()?;
+        Ok(store)
+    }
+
+    /// The init layer, between every container's private upper dir and its image's layers,
+    /// as Docker's: empty /etc/hostname, /etc/hosts and /etc/resolv.conf (the engine binds
+    /// the container's own over them) and the mount points every container needs. The
+    /// same for all containers, so it is one shared read-only lower dir, made once.
+    pub fn init_dir(&self) -> PathBuf {
+        self.root.join("init")
+    }
+
+    /// Make the init layer if it is not there: in staging, then renamed into place.
+    fn make_init_layer(&self) -> Result<()> {
+        let target = self.init_dir();
+        if target.exists() {
+            return Ok(());
+        }
+        let staging = self.private_staging_dir("init");
+        let made = (|| -> Result<()> {
+            for sub in ["etc", "dev", "proc", "sys"] {
+                fs::create_dir_all(staging.join(sub))?;
+            }
+            for file in ["etc/hostname", "etc/hosts", "etc/resolv.conf"] {
+                fs::write(staging.join(file), "")?;
+            }
+            sync_tree(&staging)?;
+            match fs::rename(&staging, &target) {
+                // Another process made it meanwhile: the same empty tree.
+                Err(_) if target.exists() => Ok(fs::remove_dir_all(&staging)?),
+                renamed => Ok(renamed?),
+            }
+        })();
+        if made.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        made.with_context(|| format!("cannot make the init layer {}", target.display()))?;
+        sync_dir(&self.root)
     }
 
     /// Remove the staging dirs of unpacks that never finished; only when none is running.
@@ -245,21 +283,12 @@ fn sync_tree(dir: &Path) -> Result<()> {
     nix::unistd::syncfs(&f).context("syncfs")
 }
 
-/// The files of the init layer: what makes the rootfs this container's.
-#[derive(Debug, Clone, Default)]
-pub struct InitFiles {
-    pub hostname: String,
-    pub hosts: String,
-    pub resolv_conf: String,
-}
-
 /// A container's mounted rootfs and the dirs under it.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub merged: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
-    pub init: PathBuf,
 }
 
 impl Snapshot {
@@ -268,24 +297,17 @@ impl Snapshot {
             merged: dir.join("merged"),
             upper: dir.join("upper"),
             work: dir.join("work"),
-            init: dir.join("init"),
         }
     }
 
-    /// Make the init layer, upper and work dirs in `dir` and mount the overlay of `chain`
-    /// (the image's chain ids, bottom layer first) at `dir/merged`.
-    pub fn mount(
-        layers: &LayerStore,
-        dir: &Path,
-        chain: &[Digest],
-        init: &InitFiles,
-    ) -> Result<Snapshot> {
+    /// Make the upper and work dirs in `dir` and mount the overlay of the init layer over
+    /// `chain` (the image's chain ids, bottom layer first) at `dir/merged`.
+    pub fn mount(layers: &LayerStore, dir: &Path, chain: &[Digest]) -> Result<Snapshot> {
         let snap = Snapshot::at(dir);
         for d in [&snap.merged, &snap.upper, &snap.work] {
             fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        write_init_layer(&snap.init, init)?;
-        let mut lowers = vec![snap.init.clone()];
+        let mut lowers = vec![layers.init_dir()];
         for chain_id in chain.iter().rev() {
             lowers.push(layers.short_path(chain_id)?);
         }
@@ -314,7 +336,7 @@ impl Snapshot {
     pub fn remove(dir: &Path) -> Result<()> {
         Snapshot::unmount(dir)?;
         let snap = Snapshot::at(dir);
-        for d in [&snap.merged, &snap.upper, &snap.work, &snap.init] {
+        for d in [&snap.merged, &snap.upper, &snap.work] {
             match fs::remove_dir_all(d) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).with_context(|| format!("cannot remove {}", d.display()))
@@ -350,21 +372,4 @@ fn overlay_data(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<String>
         );
     }
     Ok(data)
-}
-
-/// The init layer: /etc/hostname, /etc/hosts and /etc/resolv.conf of this container, and
-/// the mount points every container needs, above the image's layers.
-fn write_init_layer(dir: &Path, init: &InitFiles) -> Result<()> {
-    for sub in ["etc", "dev", "proc", "sys"] {
-        fs::create_dir_all(dir.join(sub))?;
-    }
-    for (name, text) in [
-        ("etc/hostname", format!("{}\n", init.hostname)),
-        ("etc/hosts", init.hosts.clone()),
-        ("etc/resolv.conf", init.resolv_conf.clone()),
-    ] {
-        let path = dir.join(name);
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
 }

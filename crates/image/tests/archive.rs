@@ -15,7 +15,7 @@ use berth_image::images::{ImageStore, Progress};
 use berth_image::manifest::{media_type, parse_any, Manifest, Parsed, Platform};
 use berth_image::reference::Reference;
 use berth_image::registry::{ClientOptions, RegistryClient};
-use berth_image::snapshot::{InitFiles, Snapshot};
+use berth_image::snapshot::Snapshot;
 use common::*;
 use serde_json::Value;
 use tar::EntryType;
@@ -253,7 +253,7 @@ fn oci_layouts_from_the_harness_load() {
     );
     let chain = chain_ids(&config_of(&store, &two_id).rootfs.diff_ids);
     let dir = tmp.path().join("container");
-    let snap = Snapshot::mount(&store.layers, &dir, &chain, &InitFiles::default()).unwrap();
+    let snap = Snapshot::mount(&store.layers, &dir, &chain).unwrap();
     let (hello, deleted) = (
         snap.merged.join("hello").exists(),
         snap.merged.join(WHITED_OUT_FILE).exists(),

@@ -10,7 +10,7 @@ use berth_image::images::{ImageStore, Phase, Progress};
 use berth_image::manifest::Platform;
 use berth_image::reference::Reference;
 use berth_image::registry::{ClientOptions, RegistryClient};
-use berth_image::snapshot::{InitFiles, Snapshot};
+use berth_image::snapshot::Snapshot;
 use common::*;
 
 fn client() -> RegistryClient {
@@ -101,7 +101,7 @@ fn two_layers_with_a_whiteout_mount_as_one_rootfs() {
     let config = berth_image::config::ImageConfig::parse(&config).unwrap();
     let chain = berth_image::config::chain_ids(&config.rootfs.diff_ids);
     let dir = tmp.path().join("containers/c");
-    let snap = Snapshot::mount(&store.layers, &dir, &chain, &InitFiles::default()).unwrap();
+    let snap = Snapshot::mount(&store.layers, &dir, &chain).unwrap();
     let hello = snap.merged.join("hello").exists();
     let deleted = snap.merged.join(WHITED_OUT_FILE).exists();
     let sh = snap.merged.join("bin/sh").exists();

@@ -20,14 +20,13 @@ use anyhow::Context;
 use berth_image::config::{chain_ids, ImageConfig};
 use berth_image::digest::Digest;
 use berth_image::layer::Change;
-use berth_image::snapshot::Snapshot;
 use bollard_stubs::models::MountPointTypeEnum;
 use serde::Serialize;
 
 pub use extract::PutOptions;
 pub use resolve::{ContainerFs, Mount, Node, Walk};
 
-use crate::container::{Container, Handle};
+use crate::container::{initlayer, Container, Handle};
 use crate::error::{Error, Result};
 use crate::Engine;
 
@@ -263,28 +262,36 @@ pub fn image_config(engine: &Engine, image_id: &str) -> anyhow::Result<ImageConf
 
 /// The lower dirs of a container's overlay, topmost first: init layer, then the image's
 /// layers from the top.
-pub fn container_lowers(
-    engine: &Engine,
-    handle: &Handle,
-    record: &Container,
-) -> anyhow::Result<Vec<PathBuf>> {
+pub fn container_lowers(engine: &Engine, record: &Container) -> anyhow::Result<Vec<PathBuf>> {
     let config = image_config(engine, &record.image_id)?;
-    let mut lowers = vec![Snapshot::at(&handle.paths.snapshot()).init];
+    let mut lowers = vec![engine.images.layers.init_dir()];
     for chain_id in chain_ids(&config.rootfs.diff_ids).iter().rev() {
         lowers.push(engine.images.layers.diff_dir(chain_id));
     }
     Ok(lowers)
 }
 
-/// The container's file tree: its rootfs and its bind and volume mounts (tmpfs mounts have
-/// nothing on the host to read). A destination with a symlink in it is where the runtime
-/// resolved it to inside the rootfs: it is matched by that canonical path.
+/// The container's file tree: its rootfs, its own /etc/hostname, /etc/hosts and
+/// /etc/resolv.conf (bound over the init layer's empty ones, as Docker's cp sees them), and
+/// its bind and volume mounts (tmpfs mounts have nothing on the host to read). A destination
+/// with a symlink in it is where the runtime resolved it to inside the rootfs: it is matched
+/// by that canonical path.
 pub fn container_fs(handle: &Handle, record: &Container) -> ContainerFs {
     let mut fs = ContainerFs {
         rootfs: handle.paths.rootfs(),
         mounts: Vec::new(),
         readonly_rootfs: record.host_config.readonly_rootfs.unwrap_or(false),
     };
+    for (destination, source) in initlayer::binds(&handle.paths.dir) {
+        if source.exists() {
+            let mount = Mount {
+                destination: fs.canonical(destination.as_bytes()),
+                source,
+                writable: true,
+            };
+            fs.mounts.push(mount);
+        }
+    }
     for m in &record.mounts {
         if matches!(m.typ, Some(MountPointTypeEnum::TMPFS)) {
             continue;
@@ -389,7 +396,7 @@ impl Engine {
     pub fn container_changes(&self, name_or_id: &str) -> Result<Vec<Change>> {
         let handle = self.containers.get(name_or_id)?;
         let record = handle.get();
-        let lowers = container_lowers(self, &handle, &record)?;
+        let lowers = container_lowers(self, &record)?;
         Ok(changes(&handle.paths.upper(), &lowers)?)
     }
 }

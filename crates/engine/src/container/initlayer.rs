@@ -41,14 +41,6 @@ impl InitLayer {
         }
     }
 
-    pub fn snapshot_files(&self) -> berth_image::snapshot::InitFiles {
-        berth_image::snapshot::InitFiles {
-            hostname: self.hostname.clone(),
-            hosts: self.hosts.clone(),
-            resolv_conf: self.resolv_conf.clone(),
-        }
-    }
-
     /// Write the three files into `dir` (atomically each) and return (path in the container,
     /// host file) for the bind mounts.
     pub fn write(&self, dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
 
 use super::initlayer::InitLayer;
-use super::{names, spec, user, Container, Handle, PendingAttach, State, Status};
+use super::{names, spec, user, Container, Handle, Paths, PendingAttach, State, Status};
 use crate::error::{Error, Result};
 use crate::{time, Engine};
 
@@ -211,14 +211,18 @@ impl Engine {
             path: String::new(),
             args: Vec::new(),
         };
-        let handle = self.containers.insert(record)?;
-        let made = self.make_rootfs(&handle, &image).and_then(|()| {
-            for v in &new_volumes {
-                self.volumes_populate(&v.name, &handle.paths.rootfs(), &v.destination)?;
-            }
-            Ok(())
+        let layer = self.init_layer(&record);
+        let handle = self.containers.insert_with(
+            record,
+            |paths| self.make_rootfs(paths, &layer, &image),
+            |paths| {
+                let _ = Snapshot::remove(&paths.snapshot());
+            },
+        )?;
+        let populated = new_volumes.iter().try_for_each(|v| {
+            self.volumes_populate(&v.name, &handle.paths.rootfs(), &v.destination)
         });
-        if let Err(e) = made {
+        if let Err(e) = populated {
             let _ = Snapshot::remove(&handle.paths.snapshot());
             let _ = self.containers.remove(&id);
             return Err(e);
@@ -233,17 +237,10 @@ impl Engine {
     }
 
     /// Mount the container's overlay (kept mounted until rm) and write the init layer files.
-    fn make_rootfs(&self, handle: &Handle, image: &ImageConfig) -> Result<()> {
-        let record = handle.get();
-        let layer = self.init_layer(&record);
+    fn make_rootfs(&self, paths: &Paths, layer: &InitLayer, image: &ImageConfig) -> Result<()> {
         let chain = chain_ids(&image.rootfs.diff_ids);
-        Snapshot::mount(
-            &self.images.layers,
-            &handle.paths.snapshot(),
-            &chain,
-            &layer.snapshot_files(),
-        )?;
-        layer.write(&handle.paths.dir)?;
+        Snapshot::mount(&self.images.layers, &paths.snapshot(), &chain)?;
+        layer.write(&paths.dir)?;
         Ok(())
     }
 
@@ -265,7 +262,7 @@ impl Engine {
         }
         let record = handle.get();
         let image = self.image_config(&record.image_id.parse().map_err(|e| anyhow!("{e}"))?)?;
-        self.make_rootfs(handle, &image)
+        self.make_rootfs(&handle.paths, &self.init_layer(&record), &image)
     }
 
     /// `POST /containers/{id}/start`; NotModified when running.

@@ -291,6 +291,19 @@ impl ContainerStore {
     /// Add a new container: its directory is made and its record saved before it is
     /// visible. Fails with Docker's 409 when the name is taken.
     pub fn insert(&self, record: Container) -> Result<Arc<Handle>> {
+        self.insert_with(record, |_| Ok(()), |_| {})
+    }
+
+    /// [`ContainerStore::insert`], running `prepare` on the directory while the record is
+    /// saved (the fsyncs wait on the disk; `prepare` mounts): the container becomes visible
+    /// once both succeeded. A failure leaves nothing: `undo` (which must take whatever part of
+    /// `prepare` was done) runs, then the directory goes.
+    pub fn insert_with(
+        &self,
+        record: Container,
+        prepare: impl FnOnce(&Paths) -> Result<()>,
+        undo: impl FnOnce(&Paths),
+    ) -> Result<Arc<Handle>> {
         let mut map = self.map();
         if let Some(other) = map.values().find(|h| h.lock().name == record.name) {
             return Err(name_conflict(&record.name, &other.id));
@@ -298,7 +311,19 @@ impl ContainerStore {
         let dir = self.root.join(&record.id);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let handle = Handle::new(record, dir);
-        save(&handle.paths, &handle.lock())?;
+        let (saved, prepared) = std::thread::scope(|scope| {
+            let saver = scope.spawn(|| save(&handle.paths, &handle.lock()));
+            let prepared = prepare(&handle.paths);
+            let saved = saver
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("saving the record panicked").into()));
+            (saved, prepared)
+        });
+        if let Err(e) = prepared.and(saved) {
+            undo(&handle.paths);
+            let _ = fs::remove_dir_all(&handle.paths.dir);
+            return Err(e);
+        }
         map.insert(handle.id.clone(), handle.clone());
         Ok(handle)
     }

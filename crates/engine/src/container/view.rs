@@ -178,7 +178,7 @@ impl Engine {
 
     fn graph_driver(&self, handle: &Handle, c: &Container) -> DriverData {
         let snap = berth_image::snapshot::Snapshot::at(&handle.paths.snapshot());
-        let mut lowers = vec![snap.init.display().to_string()];
+        let mut lowers = vec![self.images.layers.init_dir().display().to_string()];
         if let Ok(image) = c
             .image_id
             .parse()
