@@ -71,7 +71,10 @@ fn cp_both_ways_diff_commit_and_export() {
     // The container's own /etc/hostname, not the init layer's empty one under it.
     let id = d.docker_ok(&["inspect", "-f", "{{.Id}}", "c1"]);
     let hostname = format!("{}\n", &id.trim()[..12]);
-    assert_eq!(fs::read_to_string(tmp.join("etc/hostname")).unwrap(), hostname);
+    assert_eq!(
+        fs::read_to_string(tmp.join("etc/hostname")).unwrap(),
+        hostname
+    );
     let out = tmp.join("hostname");
     d.docker_ok(&["cp", "c1:/etc/hostname", out.to_str().unwrap()]);
     assert_eq!(fs::read_to_string(&out).unwrap(), hostname);

@@ -87,6 +87,9 @@ fn prepare(args: &InitArgs) -> Result<(std::path::PathBuf, Option<Vec<u8>>)> {
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .context("cannot become root in the user namespace (uid)")?;
     }
+    if ns.creates(LinuxNamespaceType::Network) {
+        crate::network::bring_up_loopback()?;
+    }
     set_uts(args.spec, ns)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let process = args.spec.process().as_ref().context("process: missing")?;

@@ -13,6 +13,7 @@ pub mod hooks;
 mod init;
 pub mod log;
 pub mod namespaces;
+mod network;
 pub mod pause;
 pub mod process;
 pub mod ps;

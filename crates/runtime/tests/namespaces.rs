@@ -115,19 +115,25 @@ fn user_namespace_process_is_uid_100000_on_host() {
 }
 
 #[test]
-fn new_network_namespace_has_only_loopback() {
+fn new_network_namespace_has_only_loopback_and_it_is_up() {
     let ctx = Ctx::new("new_network_namespace_only_lo");
-    let b = ctx.bundle(&["sh", "-c", "readlink /proc/self/ns/net; ls /sys/class/net"]);
+    let b = ctx.bundle(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; ls /sys/class/net; cat /sys/class/net/lo/flags",
+    ]);
     let out = ctx.run(&b);
     out.ok();
     let l = lines(&out.stdout);
-    assert_eq!(l.len(), 2, "{out}");
+    assert_eq!(l.len(), 3, "{out}");
     assert_ne!(
         l[0],
         ns_id("self", "net"),
         "container shares the host netns"
     );
     assert_eq!(l[1], "lo", "{out}");
+    // IFF_LOOPBACK | IFF_UP, as runc and crun leave it; the kernel makes it down.
+    assert_eq!(l[2], "0x9", "{out}");
 }
 
 #[test]

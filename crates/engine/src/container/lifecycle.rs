@@ -3,7 +3,6 @@
 //! records each exit and applies the restart policy.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -339,13 +338,6 @@ impl Engine {
         let started = berth_monitor::client::spawn(&self.monitor, &run_dir, &monitor_config)
             .map_err(|e| self.start_failed(handle, e));
         let spawned = started?;
-        if let (Some(init), false) = (spawned.init_pid, spec::is_host_network(&record.host_config))
-        {
-            // Up before the process starts, as Docker's is.
-            if let Err(e) = bring_up_loopback(init) {
-                eprintln!("berthd: container {}: {e:#}", handle.id);
-            }
-        }
         let socket = monitor_config.socket.clone();
         let pending: Vec<PendingAttach> = std::mem::take(
             &mut *handle
@@ -1171,41 +1163,4 @@ fn is_mountpoint(path: &Path) -> Result<bool> {
     };
     let parent = path.parent().unwrap_or(Path::new("/"));
     Ok(dev(path)? != dev(parent)?)
-}
-
-/// Docker's containers without a network of their own still have `lo` up. A short-lived
-/// thread enters the container's network namespace (a per-thread change that dies with the
-/// thread) and sets the flag.
-fn bring_up_loopback(pid: i32) -> Result<()> {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
-        .with_context(|| format!("cannot open the network namespace of {pid}"))?;
-    std::thread::spawn(move || -> Result<()> {
-        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("cannot enter the container's network namespace")?;
-        // SAFETY: a plain datagram socket; the fd is owned right after.
-        let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if sock < 0 {
-            return Err(anyhow!("socket: {}", std::io::Error::last_os_error()).into());
-        }
-        // SAFETY: the kernel just returned this fd.
-        let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
-        // SAFETY: ifreq is plain data; zeroed is a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-            *dst = *src as libc::c_char;
-        }
-        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, which outlives the calls.
-        unsafe {
-            if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-                return Err(anyhow!("SIOCGIFFLAGS lo: {}", std::io::Error::last_os_error()).into());
-            }
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
-                return Err(anyhow!("SIOCSIFFLAGS lo: {}", std::io::Error::last_os_error()).into());
-            }
-        }
-        Ok(())
-    })
-    .join()
-    .map_err(|_| anyhow!("the loopback thread panicked"))?
 }
