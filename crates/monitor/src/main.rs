@@ -35,7 +35,10 @@ fn main() {
         serve::Monitor::setup(cfg)
     });
     let reply = match &result {
-        Ok(_) => Reply::ok(),
+        Ok(monitor) => Reply {
+            pid: monitor.init_pid(),
+            ..Reply::ok()
+        },
         Err(e) => Reply::error(format!("{e:#}")),
     };
     if let Some(ready) = ready {
