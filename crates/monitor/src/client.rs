@@ -53,8 +53,6 @@ impl MonitorBinary {
 #[derive(Debug, Clone, Copy)]
 pub struct Spawned {
     pub monitor_pid: i32,
-    /// The created container's init (container mode), not started yet; 0 in exec mode.
-    pub init_pid: i32,
 }
 
 /// Write `<dir>/monitor.json` and start `monitor_bin <dir>` in its own session with stdio on
@@ -111,13 +109,8 @@ pub fn spawn(monitor: &MonitorBinary, dir: &Path, config: &MonitorConfig) -> Res
         .ok()
         .and_then(|l| serde_json::from_str::<Reply>(l).ok());
     match reply {
-        Some(Reply {
-            ok: Some(true),
-            pid,
-            ..
-        }) => Ok(Spawned {
+        Some(Reply { ok: Some(true), .. }) => Ok(Spawned {
             monitor_pid: child.id() as i32,
-            init_pid: pid.unwrap_or_default(),
         }),
         other => {
             let status = child.wait();

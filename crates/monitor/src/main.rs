@@ -35,10 +35,7 @@ fn main() {
         serve::Monitor::setup(cfg)
     });
     let reply = match &result {
-        Ok(monitor) => Reply {
-            pid: monitor.init_pid(),
-            ..Reply::ok()
-        },
+        Ok(_) => Reply::ok(),
         Err(e) => Reply::error(format!("{e:#}")),
     };
     if let Some(ready) = ready {

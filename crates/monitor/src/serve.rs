@@ -63,11 +63,6 @@ enum Slot {
 }
 
 impl Monitor {
-    /// The container's init (container mode), created and waiting for `start`.
-    pub fn init_pid(&self) -> Option<i32> {
-        self.proc.as_ref().map(|p| p.pid)
-    }
-
     /// Everything before `ready`: the container created (container mode) or found running
     /// (exec mode), the log open, the socket listening.
     pub fn setup(cfg: MonitorConfig) -> Result<Monitor> {

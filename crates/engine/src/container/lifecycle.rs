@@ -338,11 +338,36 @@ impl Engine {
         let started = berth_monitor::client::spawn(&self.monitor, &run_dir, &monitor_config)
             .map_err(|e| self.start_failed(handle, e));
         let spawned = started?;
+        let socket = monitor_config.socket.clone();
+        let pending: Vec<PendingAttach> = std::mem::take(
+            &mut *handle
+                .pending_attaches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for a in pending {
+            // An attach whose client already left is no reason to fail the start.
+            let _ = berth_monitor::client::attach_stream(
+                &socket, a.stream, a.stdin, a.stdout, a.stderr,
+            );
+        }
+        let pid = match berth_monitor::client::start(&socket) {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(spawned.monitor_pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let _ =
+                    berth_runtime::container::delete(&self.config.runtime_root(), &handle.id, true);
+                return Err(self.start_failed(handle, e));
+            }
+        };
         let argv = spec::argv_of(&record.config);
-        let running = |c: &mut Container| {
+        handle.update(|c| {
             c.state = State {
                 status: Status::Running,
-                pid: spawned.init_pid,
+                pid,
                 monitor_pid: spawned.monitor_pid,
                 exit_code: 0,
                 started_at: Some(time::now_rfc3339()),
@@ -352,27 +377,7 @@ impl Engine {
             };
             c.path = argv.first().cloned().unwrap_or_default();
             c.args = argv.iter().skip(1).cloned().collect();
-        };
-        // Saved while the monitor is asked to start the process: durable before the start
-        // is answered, and done sooner for the exit of a short-lived process, whose
-        // handling waits for it. A berthd that dies in between asks again (`restore`).
-        let (saved, started) = std::thread::scope(|scope| {
-            let saver = scope.spawn(|| handle.update(running));
-            let started = self.attach_and_start(handle, &monitor_config.socket);
-            let saved = saver
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("saving the record panicked").into()));
-            (saved, started)
-        });
-        if let Err(e) = started {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(spawned.monitor_pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = berth_runtime::container::delete(&self.config.runtime_root(), &handle.id, true);
-            return Err(self.start_failed(handle, e));
-        }
-        saved?;
+        })?;
         self.events.emit(
             "container",
             "start",
@@ -381,22 +386,6 @@ impl Engine {
         );
         self.watch_monitor(handle.clone(), spawned.monitor_pid)?;
         Ok(())
-    }
-
-    /// Hand the monitor the attaches waiting for this start, then have it start the process.
-    fn attach_and_start(&self, handle: &Handle, socket: &Path) -> anyhow::Result<()> {
-        let pending: Vec<PendingAttach> = std::mem::take(
-            &mut *handle
-                .pending_attaches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for a in pending {
-            // An attach whose client already left is no reason to fail the start.
-            let _ =
-                berth_monitor::client::attach_stream(socket, a.stream, a.stdin, a.stdout, a.stderr);
-        }
-        berth_monitor::client::start(socket).map(|_pid| ())
     }
 
     /// Record a failed start (inspect's State.Error, exit code 127/126 like Docker's) and
@@ -989,11 +978,7 @@ pub fn restore(engine: &Arc<Engine>) -> anyhow::Result<()> {
         match record.state.status {
             Status::Running | Status::Paused | Status::Restarting => {
                 let monitor = record.state.monitor_pid;
-                let run_dir = engine.config.run_dir(&handle.id);
-                if monitor > 0 && is_our_monitor(monitor, &run_dir) {
-                    // A berthd that died after recording a start may not have asked for it
-                    // yet (see `start_handle`); a monitor that did start says so, harmlessly.
-                    let _ = berth_monitor::client::start(&run_dir.join("monitor.sock"));
+                if monitor > 0 && is_our_monitor(monitor, &engine.config.run_dir(&handle.id)) {
                     engine.watch_monitor(handle.clone(), monitor)?;
                 } else {
                     engine.on_monitor_exit(&handle);
