@@ -226,6 +226,22 @@ fn users_capabilities_and_rlimits_like_docker() {
     let d = Daemon::start_with_busybox("process");
     let out = d.docker_ok(&["run", "--rm", "-u", "nobody", "busybox", "id"]);
     assert!(out.starts_with("uid=65534(nobody)"), "{out}");
+    // A start that fails after the monitor was launched (the user is looked up meanwhile)
+    // leaves no monitor behind, not even a zombie.
+    let out = d.docker(&["run", "--rm", "-u", "nosuchuser", "busybox", "id"]);
+    assert!(
+        stderr(&out).contains("unable to find user nosuchuser"),
+        "{}",
+        stderr(&out)
+    );
+    let pid = d.pid().unwrap();
+    let children: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert!(children.is_empty(), "berthd's children: {children:?}");
     let caps = d.docker_ok(&[
         "run",
         "--rm",

@@ -1,8 +1,8 @@
 //! The engine's side: start a monitor and talk to it over its socket. Synchronous; every
 //! call is one short exchange.
 
-use std::io::{IoSlice, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,10 +14,12 @@ use nix::sys::socket::{
     UnixAddr,
 };
 
-use crate::protocol::{ExitStatus, MonitorConfig, Reply, Request, CONFIG_FILE, MAX_MESSAGE};
+use crate::protocol::{ExitStatus, MonitorConfig, Reply, Request, MAX_MESSAGE};
 
 /// The fd on which the monitor reports that it is ready (or why it failed).
 pub const READY_FD: i32 = 3;
+/// The fd on which the monitor reads its config (a [`MonitorConfig`] in JSON) to EOF.
+pub const CONFIG_FD: i32 = 4;
 
 /// How long creating a container may take before `spawn` gives up on the monitor.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -33,8 +35,8 @@ pub struct MonitorBinary {
 
 impl MonitorBinary {
     pub fn new(path: PathBuf) -> MonitorBinary {
-        // Above READY_FD, which `spawn` puts the ready pipe on in the child.
-        let view = berth_runtime::sys::read_only_view(&path, READY_FD + 1).ok();
+        // Above the fds `launch` puts the pipes on in the child.
+        let view = berth_runtime::sys::read_only_view(&path, CONFIG_FD + 1).ok();
         MonitorBinary { path, view }
     }
 
@@ -55,72 +57,120 @@ pub struct Spawned {
     pub monitor_pid: i32,
 }
 
-/// Write `<dir>/monitor.json` and start `monitor_bin <dir>` in its own session with stdio on
-/// /dev/null; return once it reports ready. On failure the monitor's message is the error
-/// and the monitor has been reaped. A monitor that started is the caller's child: the
-/// caller reaps it when it exits (it watches it with a pidfd).
+/// [`launch`] then [`Launched::configure`]: the monitor for `config`, ready.
 pub fn spawn(monitor: &MonitorBinary, dir: &Path, config: &MonitorConfig) -> Result<Spawned> {
+    launch(monitor, dir)?.configure(config)
+}
+
+/// Start `monitor_bin <dir>` in its own session with stdio on /dev/null; it waits for its
+/// config on [`CONFIG_FD`]. Starting it before the config is made lets its exec and loading
+/// run on another CPU meanwhile.
+pub fn launch(monitor: &MonitorBinary, dir: &Path) -> Result<Launched> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::to_vec_pretty(config).context("cannot encode the monitor config")?;
-    berth_runtime::state::write_replace(&dir.join(CONFIG_FILE), &json)?;
-    let (read_end, write_end) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot make the ready pipe")?;
-    let raw = write_end.as_raw_fd();
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (ready, ready_theirs) = nix::unistd::pipe2(cloexec).context("cannot make a pipe")?;
+    let (config_theirs, config) = nix::unistd::pipe2(cloexec).context("cannot make a pipe")?;
+    // Above the fds the child moves them to, so that neither move overwrites the other.
+    let above = |fd: OwnedFd| {
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(CONFIG_FD + 1))
+            // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+            .map(|raw| unsafe { OwnedFd::from_raw_fd(raw) })
+            .context("cannot duplicate a pipe")
+    };
+    let (ready_theirs, config_theirs) = (above(ready_theirs)?, above(config_theirs)?);
+    let moves = [
+        (ready_theirs.as_raw_fd(), READY_FD),
+        (config_theirs.as_raw_fd(), CONFIG_FD),
+    ];
     let mut cmd = monitor.command();
     cmd.arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2, fcntl) on
-    // fds this process owns.
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2) on fds this
+    // process owns.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // dup2 clears close-on-exec on the copy, except when it is the same fd already.
-            let ret = if raw == READY_FD {
-                libc::fcntl(raw, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, READY_FD)
-            };
-            if ret < 0 {
-                return Err(std::io::Error::last_os_error());
+            for (from, to) in moves {
+                // The copy is not close-on-exec.
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .with_context(|| format!("cannot run {}", monitor.path.display()))?;
-    drop(write_end);
-    let line = match read_ready_line(read_end) {
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-            // A container it made meanwhile is the caller's to delete (`container::delete`
-            // with force), as after any failed start.
+    Ok(Launched {
+        child: Some(child),
+        config: Some(std::fs::File::from(config)),
+        ready: Some(ready),
+    })
+}
+
+/// A monitor waiting for its config. Dropped unconfigured, it is killed and reaped.
+pub struct Launched {
+    child: Option<std::process::Child>,
+    config: Option<std::fs::File>,
+    ready: Option<OwnedFd>,
+}
+
+impl Launched {
+    /// Give the monitor its config; return once it reports ready. On failure the monitor's
+    /// message is the error and the monitor has been reaped. A monitor that started is the
+    /// caller's child: the caller reaps it when it exits (it watches it with a pidfd).
+    pub fn configure(mut self, config: &MonitorConfig) -> Result<Spawned> {
+        let json = serde_json::to_vec(config).context("cannot encode the monitor config")?;
+        // Whether it arrived whole, the monitor's reply says (its end reads to EOF, which
+        // comes as this end is dropped).
+        if let Some(mut pipe) = self.config.take() {
+            let _ = pipe.write_all(&json);
+        }
+        let (Some(mut child), Some(ready)) = (self.child.take(), self.ready.take()) else {
+            bail!("the monitor is gone");
+        };
+        let line = match read_ready_line(ready) {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                // A container it made meanwhile is the caller's to delete
+                // (`container::delete` with force), as after any failed start.
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the monitor did not report ready within {READY_TIMEOUT:?}");
+            }
+            line => line,
+        };
+        let reply = line
+            .as_deref()
+            .ok()
+            .and_then(|l| serde_json::from_str::<Reply>(l).ok());
+        match reply {
+            Some(Reply { ok: Some(true), .. }) => Ok(Spawned {
+                monitor_pid: child.id() as i32,
+            }),
+            other => {
+                let status = child.wait();
+                match other.and_then(|r| r.error) {
+                    Some(e) => bail!("{e}"),
+                    None => bail!(
+                        "the monitor exited without reporting ready ({})",
+                        status.map(|s| s.to_string()).unwrap_or_default()
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the monitor did not report ready within {READY_TIMEOUT:?}");
-        }
-        line => line,
-    };
-    let reply = line
-        .as_deref()
-        .ok()
-        .and_then(|l| serde_json::from_str::<Reply>(l).ok());
-    match reply {
-        Some(Reply { ok: Some(true), .. }) => Ok(Spawned {
-            monitor_pid: child.id() as i32,
-        }),
-        other => {
-            let status = child.wait();
-            match other.and_then(|r| r.error) {
-                Some(e) => bail!("{e}"),
-                None => bail!(
-                    "the monitor exited without reporting ready ({})",
-                    status.map(|s| s.to_string()).unwrap_or_default()
-                ),
-            }
         }
     }
 }

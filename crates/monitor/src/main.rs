@@ -1,6 +1,7 @@
-//! `berth-monitor <dir>`: one per container (or exec). Reads `<dir>/monitor.json`, creates
-//! the container (or checks the one to exec in is running), reports ready on fd 3, then
-//! serves its socket until the process exits, and records the exit.
+//! `berth-monitor <dir>`: one per container (or exec). Reads its config from fd 4 (to EOF),
+//! creates the container (or checks the one to exec in is running), reports ready on fd 3,
+//! then serves its socket until the process exits, and records the exit. `<dir>` names the
+//! container's run dir, which is how an engine recognises its monitors.
 //!
 //! Single-threaded and synchronous: it forks (create, exec), and it stays small.
 
@@ -9,13 +10,12 @@ mod output;
 mod serve;
 mod stdio;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::Path;
 
-use anyhow::{Context, Result};
-use berth_monitor::client::READY_FD;
-use berth_monitor::protocol::{MonitorConfig, Reply, CONFIG_FILE};
+use anyhow::{bail, Context, Result};
+use berth_monitor::client::{CONFIG_FD, READY_FD};
+use berth_monitor::protocol::{MonitorConfig, Reply};
 
 fn main() {
     if let Err(e) = berth_runtime::sys::protect_self_exe() {
@@ -24,15 +24,10 @@ fn main() {
     }
     let ready = take_ready_fd();
     let result = setup_signals().and_then(|()| {
-        let dir = std::env::args_os()
+        std::env::args_os()
             .nth(1)
             .context("usage: berth-monitor <dir>")?;
-        let path = Path::new(&dir).join(CONFIG_FILE);
-        let text =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let cfg: MonitorConfig =
-            serde_json::from_slice(&text).with_context(|| format!("invalid {}", path.display()))?;
-        serve::Monitor::setup(cfg)
+        serve::Monitor::setup(read_config()?)
     });
     let reply = match &result {
         Ok(_) => Reply::ok(),
@@ -53,6 +48,20 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The config on CONFIG_FD, read to EOF.
+fn read_config() -> Result<MonitorConfig> {
+    // SAFETY: F_GETFD only checks whether the fd is open.
+    if unsafe { libc::fcntl(CONFIG_FD, libc::F_GETFD) } < 0 {
+        bail!("no config on fd {CONFIG_FD}");
+    }
+    // SAFETY: fd 4 is ours by the spawn protocol, open (checked above) and owned only here.
+    let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(CONFIG_FD) });
+    let mut text = Vec::new();
+    pipe.read_to_end(&mut text)
+        .with_context(|| format!("cannot read the config on fd {CONFIG_FD}"))?;
+    serde_json::from_slice(&text).context("invalid config")
 }
 
 /// fd 3, if our parent passed one, made close-on-exec (the container's process must not

@@ -1,12 +1,9 @@
-//! What the engine and a monitor say to each other: the config file the monitor is started
-//! with, the requests on its socket and their replies, and the exit file it leaves.
+//! What the engine and a monitor say to each other: the config the monitor is started with,
+//! the requests on its socket and their replies, and the exit file it leaves.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-/// The config file in the monitor's directory (`berth-monitor <dir>`).
-pub const CONFIG_FILE: &str = "monitor.json";
 
 /// Largest request or reply on the socket (SOCK_SEQPACKET keeps messages whole).
 pub const MAX_MESSAGE: usize = 64 * 1024;

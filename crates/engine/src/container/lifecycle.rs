@@ -316,6 +316,9 @@ impl Engine {
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         // A runtime container left by a monitor that died (or a reboot) is in the way.
         let _ = berth_runtime::container::delete(&self.config.runtime_root(), &handle.id, true);
+        // Started now, it execs and loads on another CPU while the spec is made.
+        let launched = berth_monitor::client::launch(&self.monitor, &run_dir)
+            .map_err(|e| self.start_failed(handle, e))?;
         let spec = self.container_spec(handle, &record)?;
         let bundle_config = run_dir.join("config.json");
         // The bundle is run state (rewritten at every start): atomic, not durable.
@@ -335,9 +338,9 @@ impl Engine {
             socket: run_dir.join("monitor.sock"),
             exec: None,
         };
-        let started = berth_monitor::client::spawn(&self.monitor, &run_dir, &monitor_config)
-            .map_err(|e| self.start_failed(handle, e));
-        let spawned = started?;
+        let spawned = launched
+            .configure(&monitor_config)
+            .map_err(|e| self.start_failed(handle, e))?;
         let socket = monitor_config.socket.clone();
         let pending: Vec<PendingAttach> = std::mem::take(
             &mut *handle
