@@ -191,8 +191,9 @@ fn join(namespaces: &[(File, i32)]) -> Result<()> {
     Ok(())
 }
 
-/// In the process: wait for `go`, join the cgroup, apply the process, exec. Never returns; a failure is
-/// reported on the sync socket. A panic is caught: unwinding would run the caller's code.
+/// In the process: wait for `go`, join the cgroup, apply the process, exec. Never returns; a
+/// failure is reported on the sync socket. A panic is caught: unwinding would run the caller's
+/// code.
 fn run(mut child: Child) -> ! {
     let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_and_exec(&child)))
         .unwrap_or_else(|_| anyhow::anyhow!("the exec'd process panicked"));
