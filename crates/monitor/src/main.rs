@@ -13,7 +13,7 @@ mod stdio;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use berth_monitor::client::{CONFIG_FD, READY_FD};
 use berth_monitor::protocol::{MonitorConfig, Reply};
 
@@ -52,29 +52,30 @@ fn main() {
 
 /// The config on CONFIG_FD, read to EOF.
 fn read_config() -> Result<MonitorConfig> {
-    // SAFETY: F_GETFD only checks whether the fd is open.
-    if unsafe { libc::fcntl(CONFIG_FD, libc::F_GETFD) } < 0 {
-        bail!("no config on fd {CONFIG_FD}");
-    }
-    // SAFETY: fd 4 is ours by the spawn protocol, open (checked above) and owned only here.
-    let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(CONFIG_FD) });
+    let fd = inherited(CONFIG_FD).with_context(|| format!("no config on fd {CONFIG_FD}"))?;
     let mut text = Vec::new();
-    pipe.read_to_end(&mut text)
+    std::fs::File::from(fd)
+        .read_to_end(&mut text)
         .with_context(|| format!("cannot read the config on fd {CONFIG_FD}"))?;
     serde_json::from_slice(&text).context("invalid config")
 }
 
-/// fd 3, if our parent passed one, made close-on-exec (the container's process must not
-/// keep it).
+/// fd 3, if our parent passed one.
 fn take_ready_fd() -> Option<OwnedFd> {
+    inherited(READY_FD)
+}
+
+/// `fd`, if our parent passed it (fds 3 and 4 are ours by the spawn protocol), made
+/// close-on-exec: the container's process must not keep it.
+fn inherited(fd: i32) -> Option<OwnedFd> {
     // SAFETY: F_GETFD only checks whether the fd is open.
-    if unsafe { libc::fcntl(READY_FD, libc::F_GETFD) } < 0 {
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return None;
     }
-    // SAFETY: as above; fd 3 is ours by the spawn protocol and owned only here.
-    unsafe { libc::fcntl(READY_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: the fd is open and nothing else in this process owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(READY_FD) })
+    // SAFETY: as above, on an fd that is open.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the fd is open and nothing else in this process owns it (called once per fd).
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Outlive the daemon: a hang-up (the session going) or a client gone (SIGPIPE) must not
