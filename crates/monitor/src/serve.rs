@@ -20,6 +20,12 @@ use crate::stdio::{self, Io};
 /// outlive it may hold the pipes), and attached clients to take what is queued for them.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How long after the start the monitor gives back the memory it set up with (see
+/// `memory::release_file_pages`): not at once, because that is most of a millisecond of
+/// work which a short-lived process's exit would wait for, and a monitor whose process has
+/// exited by then is about to go anyway.
+const RELEASE_AFTER: Duration = Duration::from_millis(50);
+
 /// The process being watched: our child.
 struct Proc {
     pid: i32,
@@ -44,6 +50,8 @@ pub struct Monitor {
     log: Option<JsonLog>,
     proc: Option<Proc>,
     started: bool,
+    /// When to release the set-up's memory; None once done (or before the start).
+    release_at: Option<Instant>,
     /// Exec mode before start: the container's init, whose death ends the wait.
     container_init: Option<OwnedFd>,
     cgroup_path: Option<std::path::PathBuf>,
@@ -77,6 +85,7 @@ impl Monitor {
             log,
             proc: None,
             started: false,
+            release_at: None,
             container_init: None,
             cgroup_path: None,
             exited: None,
@@ -137,14 +146,17 @@ impl Monitor {
                     break;
                 }
             }
+            self.release_when_due();
             let (mut fds, slots) = self.poll_set();
-            let timeout = match &self.exited {
-                Some(e) => e
-                    .deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis() as i32,
-                None => -1,
+            let wake_at = match &self.exited {
+                Some(e) => Some(e.deadline),
+                None => self.release_at,
             };
+            let timeout = wake_at.map_or(-1, |at| {
+                let left = at.saturating_duration_since(Instant::now());
+                // Rounded up: poll must not wake before `at` and find nothing due.
+                left.as_micros().div_ceil(1000) as i32
+            });
             // SAFETY: fds is a valid array of pollfd of the length passed.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -354,8 +366,17 @@ impl Monitor {
             );
         }
         if is_start && reply.ok == Some(true) {
-            // From here on only the loop runs, for as long as the process does; after the
-            // reply, so the start does not wait for it.
+            // From here on only the loop runs, for as long as the process does.
+            self.release_at = Some(Instant::now() + RELEASE_AFTER);
+        }
+    }
+
+    fn release_when_due(&mut self) {
+        if self.exited.is_some() {
+            self.release_at = None;
+        }
+        if self.release_at.is_some_and(|at| Instant::now() >= at) {
+            self.release_at = None;
             crate::memory::release_file_pages();
         }
     }
