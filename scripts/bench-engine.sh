@@ -21,6 +21,7 @@
 #      and warmup runs; prints median / mean / min / stddev and the ratios of the medians;
 #   2. berthd's idle VmRSS (/proc/<pid>/status): right after start-up, and after the
 #      timed runs once berthd settled (BENCH_SETTLE seconds; its blocking threads live 5 s);
+#      and that of its spare monitor (launched ahead of the next start, waiting in /);
 #   3. starts BENCH_CONTAINERS containers (`run -d busybox sleep 1000`), sums VmRSS and
 #      Pss (/proc/<pid>/smaps_rollup) of every berth-monitor process of this berthd,
 #      prints totals and per-container averages (and berthd's VmRSS meanwhile), then
@@ -28,7 +29,8 @@
 #
 # Targets, each printed with PASS/FAIL: berth run --rm <= 20 ms (median) and >= 20x
 # faster than docker (medians); berthd idle VmRSS <= 15 MB (15,000,000 bytes, both
-# readings); monitor <= 1 MiB per running container (VmRSS, and Pss).
+# readings, its spare monitor's added); monitor <= 1 MiB per running container (VmRSS, and
+# Pss).
 #
 # Environment (all optional):
 #   BENCH_RUNS=50             timed runs per tool
@@ -145,11 +147,22 @@ pids_of_cgroup_tree() {
     done | sort -un
 }
 
+# monitors_in DIR — berth-monitor processes working in DIR: a container's monitor works in
+# its run dir.
+monitors_in() {
+    local pid
+    for pid in $(pgrep -x berth-monitor || true); do
+        if [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$1"/* ]]; then
+            echo "$pid"
+        fi
+    done
+}
+
 # remove_leftovers — whatever berthd's containers left when `rm -f` did not work: their
 # processes, monitors, mounts and cgroups.
 remove_leftovers() {
     local pid dir mnt
-    for pid in $(pids_of_cgroup_tree) $(pgrep -f "^${BERTHD%/*}/berth-monitor $run/" || true); do
+    for pid in $(pids_of_cgroup_tree) $(monitors_in "$run"); do
         kill -KILL "$pid" 2>/dev/null || true
     done
     sleep 0.2
@@ -456,21 +469,31 @@ def rollup_kib(pid):
 
 
 def monitor_pids():
-    """berth-monitor processes of this berthd: our binary, with a dir in our exec root."""
+    """The monitors of this berthd's containers: berth-monitors working in our exec root."""
     prefix = plan["exec_root"].rstrip("/") + "/"
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
-        if len(argv) >= 2 and os.path.basename(argv[0]) == b"berth-monitor" \
-                and argv[1].decode(errors="replace").startswith(prefix):
+        if comm == "berth-monitor" and cwd.startswith(prefix):
             pids.append(int(entry))
     return pids
+
+
+def spare_monitor_kib():
+    """VmRSS of berthd's spare monitor: its berth-monitor child waiting, in /, for a start."""
+    def waiting(pid):
+        try:
+            return os.readlink(f"/proc/{pid}/cwd") == "/"
+        except OSError:
+            return False
+    return sum(status_kib(p) for p in children(plan["berthd_pid"], "berth-monitor") if waiting(p))
 
 
 def children(pid, comm):
@@ -564,7 +587,8 @@ def main():
     time.sleep(plan["settle"])
     berthd_idle = {"after_start_kib": plan["berthd_start_rss"],
                    "after_runs_kib": status_kib(plan["berthd_pid"]),
-                   "after_runs_pss_kib": rollup_kib(plan["berthd_pid"])["pss"]}
+                   "after_runs_pss_kib": rollup_kib(plan["berthd_pid"])["pss"],
+                   "spare_monitor_kib": spare_monitor_kib()}
     docker_idle = None
     if plan["dockerd_pid"]:
         docker_idle = {"dockerd_kib": status_kib(plan["dockerd_pid"]),
@@ -603,9 +627,10 @@ def main():
 
     print(f"berthd VmRSS: {mib(berthd_idle['after_start_kib'])} after start-up, "
           f"{mib(berthd_idle['after_runs_kib'])} idle after the runs (Pss {mib(berthd_idle['after_runs_pss_kib'])})")
-    idle = max(berthd_idle["after_start_kib"], berthd_idle["after_runs_kib"])
-    targets.append(("berthd idle VmRSS <= 15 MB (15,000,000 bytes)", idle * 1024 <= 15_000_000,
-                    f"{idle * 1024 / 1e6:.1f} MB"))
+    print(f"  + its spare monitor's VmRSS: {mib(berthd_idle['spare_monitor_kib'])}")
+    idle = max(berthd_idle["after_start_kib"], berthd_idle["after_runs_kib"]) + berthd_idle["spare_monitor_kib"]
+    targets.append(("berthd idle VmRSS (with its spare monitor) <= 15 MB (15,000,000 bytes)",
+                    idle * 1024 <= 15_000_000, f"{idle * 1024 / 1e6:.1f} MB"))
     if docker_idle:
         print(f"dockerd VmRSS: {mib(docker_idle['dockerd_kib'])} idle after the runs "
               f"(+ its containerd {mib(docker_idle['containerd_kib'])})")

@@ -178,7 +178,9 @@ impl Engine {
             socket: dir.join("monitor.sock"),
             exec: Some(ExecProcess { process }),
         };
-        let spawned = client::spawn(&self.monitor, &dir, &monitor_config)
+        let spawned = self
+            .monitors
+            .spawn(&dir, &monitor_config)
             .map_err(|e| not_running_or(&handle.id, e))?;
         let socket = monitor_config.socket.clone();
         let started = (|| -> anyhow::Result<(Option<Attached>, i32)> {
@@ -806,7 +808,7 @@ mod tests {
             socket: run_dir.join("monitor.sock"),
             exec: None,
         };
-        let spawned = client::spawn(&engine.monitor, &run_dir, &cfg).unwrap();
+        let spawned = engine.monitors.spawn(&run_dir, &cfg).unwrap();
         client::start(&cfg.socket).unwrap();
         spawned.monitor_pid
     }

@@ -64,8 +64,8 @@ pub struct Engine {
     pub volumes: volumes::VolumeStore,
     pub events: events::Events,
     pub execs: exec::ExecStore,
-    /// `config.monitor`, and how it is started.
-    pub monitor: berth_monitor::client::MonitorBinary,
+    /// Starts `config.monitor`s, one kept launched ahead of need.
+    pub monitors: std::sync::Arc<berth_monitor::client::Monitors>,
     /// The runtime berthd runs on: sync engine calls (on the blocking pool) start watchers
     /// and wait for state changes through it.
     pub rt: tokio::runtime::Handle,
@@ -83,10 +83,11 @@ impl Engine {
         let images = ImageStore::open(&config.image_root())?;
         let containers = container::ContainerStore::open(&config.containers_root())?;
         let volumes = volumes::VolumeStore::open(&config.volumes_root())?;
-        let monitor = berth_monitor::client::MonitorBinary::new(config.monitor.clone());
+        let monitors =
+            std::sync::Arc::new(berth_monitor::client::Monitors::new(config.monitor.clone()));
         let engine = std::sync::Arc::new(Engine {
             config,
-            monitor,
+            monitors,
             images,
             containers,
             volumes,
@@ -96,7 +97,18 @@ impl Engine {
                 .context("the engine must be opened inside a tokio runtime")?,
         });
         container::lifecycle::restore(&engine)?;
+        engine.refill_monitors();
         Ok(engine)
+    }
+
+    /// Launch a spare monitor for the next start, on the blocking pool (it forks).
+    pub(crate) fn refill_monitors(&self) {
+        let monitors = self.monitors.clone();
+        self.rt.spawn_blocking(move || {
+            // Without a spare the next start launches its own monitor, and reports why
+            // that fails, if it does.
+            let _ = monitors.refill();
+        });
     }
 
     pub fn root(&self) -> &Path {

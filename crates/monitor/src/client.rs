@@ -2,11 +2,12 @@
 //! call is one short exchange.
 
 use std::io::{IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use nix::sys::socket::{
@@ -16,11 +17,6 @@ use nix::sys::socket::{
 
 use crate::protocol::{ExitStatus, MonitorConfig, Reply, Request, MAX_MESSAGE};
 
-/// The fd on which the monitor reports that it is ready (or why it failed).
-pub const READY_FD: i32 = 3;
-/// The fd on which the monitor reads its config (a [`MonitorConfig`] in JSON) to EOF.
-pub const CONFIG_FD: i32 = 4;
-
 /// How long creating a container may take before `spawn` gives up on the monitor.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -28,15 +24,15 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// `berth_sys::exe::read_only_view`): a monitor started through the view runs protected at
 /// once instead of executing itself a second time (a few ms of every container start).
 /// Without a view (no CAP_SYS_ADMIN) each monitor protects itself.
-pub struct MonitorBinary {
-    pub path: PathBuf,
+struct MonitorBinary {
+    path: PathBuf,
     view: Option<(OwnedFd, PathBuf)>,
 }
 
 impl MonitorBinary {
-    pub fn new(path: PathBuf) -> MonitorBinary {
-        // Above the fds `launch` puts the pipes on in the child.
-        let view = berth_runtime::sys::read_only_view(&path, CONFIG_FD + 1).ok();
+    fn new(path: PathBuf) -> MonitorBinary {
+        // Above stdio, which the spawn replaces in the child.
+        let view = berth_runtime::sys::read_only_view(&path, 3).ok();
         MonitorBinary { path, view }
     }
 
@@ -57,53 +53,72 @@ pub struct Spawned {
     pub monitor_pid: i32,
 }
 
-/// [`launch`] then [`Launched::configure`]: the monitor for `config`, ready.
-pub fn spawn(monitor: &MonitorBinary, dir: &Path, config: &MonitorConfig) -> Result<Spawned> {
-    launch(monitor, dir)?.configure(config)
+/// Starts monitors, keeping one launched ahead of need (the spare): a start hands its config
+/// to a monitor that has already been forked, exec'd and loaded, which otherwise is a
+/// millisecond or more of every container start.
+pub struct Monitors {
+    binary: MonitorBinary,
+    spare: Mutex<Option<Launched>>,
 }
 
-/// Start `monitor_bin <dir>` in its own session with stdio on /dev/null; it waits for its
-/// config on [`CONFIG_FD`]. Starting it before the config is made lets its exec and loading
-/// run on another CPU meanwhile.
-pub fn launch(monitor: &MonitorBinary, dir: &Path) -> Result<Launched> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+impl Monitors {
+    /// No spare yet: [`Monitors::refill`] launches one.
+    pub fn new(path: PathBuf) -> Monitors {
+        Monitors {
+            binary: MonitorBinary::new(path),
+            spare: Mutex::new(None),
+        }
+    }
+
+    /// A monitor waiting for its config: the spare if it is still alive, else a new one.
+    pub fn launch(&self) -> Result<Launched> {
+        let spare = self.lock_spare().take();
+        if let Some(mut spare) = spare {
+            if spare.is_waiting() {
+                return Ok(spare);
+            }
+        }
+        launch(&self.binary)
+    }
+
+    /// Launch a spare if there is none. It forks and waits for the exec: call it off the
+    /// path of a start.
+    pub fn refill(&self) -> Result<()> {
+        if self.lock_spare().is_some() {
+            return Ok(());
+        }
+        let launched = launch(&self.binary)?;
+        // Another refill may have won meanwhile: then this one is dropped (killed, reaped).
+        self.lock_spare().get_or_insert(launched);
+        Ok(())
+    }
+
+    /// A monitor for `config` (whose files go in `dir`), ready.
+    pub fn spawn(&self, dir: &Path, config: &MonitorConfig) -> Result<Spawned> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.launch()?.configure(config)
+    }
+
+    fn lock_spare(&self) -> std::sync::MutexGuard<'_, Option<Launched>> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Start the monitor in `/` with its config pipe on stdin, its ready pipe on stdout and
+/// stderr on /dev/null; it waits for its config (and makes its own session). Started before the config is made, its exec and loading run
+/// meanwhile (on another CPU, or before the start is asked for at all).
+fn launch(monitor: &MonitorBinary) -> Result<Launched> {
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (ready, ready_theirs) = nix::unistd::pipe2(cloexec).context("cannot make a pipe")?;
     let (config_theirs, config) = nix::unistd::pipe2(cloexec).context("cannot make a pipe")?;
-    // Above the fds the child moves them to, so that neither move overwrites the other.
-    let above = |fd: OwnedFd| {
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(CONFIG_FD + 1))
-            // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
-            .map(|raw| unsafe { OwnedFd::from_raw_fd(raw) })
-            .context("cannot duplicate a pipe")
-    };
-    let (ready_theirs, config_theirs) = (above(ready_theirs)?, above(config_theirs)?);
-    let moves = [
-        (ready_theirs.as_raw_fd(), READY_FD),
-        (config_theirs.as_raw_fd(), CONFIG_FD),
-    ];
-    let mut cmd = monitor.command();
-    cmd.arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: between fork and exec only async-signal-safe calls (setsid, dup2) on fds this
-    // process owns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for (from, to) in moves {
-                // The copy is not close-on-exec.
-                if libc::dup2(from, to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
+    // Nothing to run between fork and exec, so the standard library spawns with
+    // posix_spawn (vfork): no copy of berthd's page tables, no copy-on-write faults after.
+    let child = monitor
+        .command()
+        .current_dir("/")
+        .stdin(Stdio::from(config_theirs))
+        .stdout(Stdio::from(ready_theirs))
+        .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot run {}", monitor.path.display()))?;
     Ok(Launched {
@@ -121,6 +136,13 @@ pub struct Launched {
 }
 
 impl Launched {
+    /// Whether the monitor is still there, waiting (a spare may have been killed).
+    fn is_waiting(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Give the monitor its config; return once it reports ready. On failure the monitor's
     /// message is the error and the monitor has been reaped. A monitor that started is the
     /// caller's child: the caller reaps it when it exits (it watches it with a pidfd).

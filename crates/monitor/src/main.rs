@@ -1,7 +1,9 @@
-//! `berth-monitor <dir>`: one per container (or exec). Reads its config from fd 4 (to EOF),
-//! creates the container (or checks the one to exec in is running), reports ready on fd 3,
-//! then serves its socket until the process exits, and records the exit. `<dir>` names the
-//! container's run dir, which is how an engine recognises its monitors.
+//! `berth-monitor`: one per container (or exec). Reads its config from stdin (to EOF), moves
+//! into the directory of its socket, creates the container (or checks the one to exec in is
+//! running), reports ready on stdout, then serves its socket until the process exits, and
+//! records the exit. Its working directory is how an engine recognises a container's
+//! monitor: it is launched before it knows which container it is for (see
+//! `client::Monitors`).
 //!
 //! Single-threaded and synchronous: it forks (create, exec), and it stays small.
 
@@ -11,10 +13,9 @@ mod serve;
 mod stdio;
 
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result};
-use berth_monitor::client::{CONFIG_FD, READY_FD};
 use berth_monitor::protocol::{MonitorConfig, Reply};
 
 fn main() {
@@ -22,23 +23,24 @@ fn main() {
         eprintln!("berth-monitor: cannot run from a read-only copy of itself: {e}");
         std::process::exit(1);
     }
-    let ready = take_ready_fd();
-    let result = setup_signals().and_then(|()| {
-        std::env::args_os()
-            .nth(1)
-            .context("usage: berth-monitor <dir>")?;
-        serve::Monitor::setup(read_config()?)
-    });
+    // Its own session: a hang-up of its parent's does not reach it. Fails only for a
+    // session leader, which a spawned child is not.
+    let _ = nix::unistd::setsid();
+    let (config, ready) = match take_pipes() {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            eprintln!("berth-monitor: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let result = setup_signals().and_then(|()| serve::Monitor::setup(read_config(config)?));
     let reply = match &result {
         Ok(_) => Reply::ok(),
         Err(e) => Reply::error(format!("{e:#}")),
     };
-    if let Some(ready) = ready {
-        let mut file = std::fs::File::from(ready);
-        let mut line = serde_json::to_vec(&reply).unwrap_or_default();
-        line.push(b'\n');
-        let _ = file.write_all(&line);
-    }
+    let mut line = serde_json::to_vec(&reply).unwrap_or_default();
+    line.push(b'\n');
+    let _ = std::fs::File::from(ready).write_all(&line);
     let code = match result.and_then(serve::Monitor::run) {
         Ok(()) => 0,
         Err(e) => {
@@ -50,32 +52,34 @@ fn main() {
     std::process::exit(code);
 }
 
-/// The config on CONFIG_FD, read to EOF.
-fn read_config() -> Result<MonitorConfig> {
-    let fd = inherited(CONFIG_FD).with_context(|| format!("no config on fd {CONFIG_FD}"))?;
+/// The config pipe (stdin) and the ready pipe (stdout) our parent passed, moved off stdio
+/// (close-on-exec: the container's process must not keep them), with /dev/null put in their
+/// place.
+fn take_pipes() -> Result<(OwnedFd, OwnedFd)> {
+    // try_clone_to_owned dups with F_DUPFD_CLOEXEC.
+    let config = std::io::stdin().as_fd().try_clone_to_owned();
+    let ready = std::io::stdout().as_fd().try_clone_to_owned();
+    let (config, ready) = (
+        config.context("no config pipe on stdin")?,
+        ready.context("no ready pipe on stdout")?,
+    );
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("cannot open /dev/null")?;
+    nix::unistd::dup2_stdin(&null).context("cannot put /dev/null on stdin")?;
+    nix::unistd::dup2_stdout(&null).context("cannot put /dev/null on stdout")?;
+    Ok((config, ready))
+}
+
+/// The config, read to EOF.
+fn read_config(pipe: OwnedFd) -> Result<MonitorConfig> {
     let mut text = Vec::new();
-    std::fs::File::from(fd)
+    std::fs::File::from(pipe)
         .read_to_end(&mut text)
-        .with_context(|| format!("cannot read the config on fd {CONFIG_FD}"))?;
+        .context("cannot read the config")?;
     serde_json::from_slice(&text).context("invalid config")
-}
-
-/// fd 3, if our parent passed one.
-fn take_ready_fd() -> Option<OwnedFd> {
-    inherited(READY_FD)
-}
-
-/// `fd`, if our parent passed it (fds 3 and 4 are ours by the spawn protocol), made
-/// close-on-exec: the container's process must not keep it.
-fn inherited(fd: i32) -> Option<OwnedFd> {
-    // SAFETY: F_GETFD only checks whether the fd is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return None;
-    }
-    // SAFETY: as above, on an fd that is open.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: the fd is open and nothing else in this process owns it (called once per fd).
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Outlive the daemon: a hang-up (the session going) or a client gone (SIGPIPE) must not

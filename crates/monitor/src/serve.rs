@@ -74,6 +74,12 @@ impl Monitor {
     /// Everything before `ready`: the container created (container mode) or found running
     /// (exec mode), the log open, the socket listening.
     pub fn setup(cfg: MonitorConfig) -> Result<Monitor> {
+        let dir = cfg
+            .socket
+            .parent()
+            .context("the socket path has no directory")?;
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("cannot change into {}", dir.display()))?;
         let log = cfg.log_path.as_deref().map(JsonLog::open).transpose()?;
         let mut monitor = Monitor {
             listener: listen(&cfg.socket)?,

@@ -178,12 +178,9 @@ fn helper_parent_of_a_monitor() {
         return;
     };
     let cfg: berth_monitor::protocol::MonitorConfig = serde_json::from_str(&cfg).unwrap();
-    let spawned = client::spawn(
-        &client::MonitorBinary::new(monitor_bin()),
-        &cfg.bundle,
-        &cfg,
-    )
-    .unwrap();
+    let spawned = client::Monitors::new(monitor_bin())
+        .spawn(&cfg.bundle, &cfg)
+        .unwrap();
     let pid_file = cfg.bundle.join("monitor.pid");
     berth_runtime::state::write_atomic(&pid_file, spawned.monitor_pid.to_string().as_bytes())
         .unwrap();

@@ -188,6 +188,9 @@ impl Engine {
         if spec::argv_of(&config).is_empty() {
             return Err(Error::InvalidParameter("No command specified".into()));
         }
+        // A start is likely to follow: its monitor loads while the rootfs is made and the
+        // record written (which waits on the disk).
+        self.refill_monitors();
         let config_volumes: BTreeSet<String> = config
             .volumes
             .iter()
@@ -316,8 +319,10 @@ impl Engine {
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         // A runtime container left by a monitor that died (or a reboot) is in the way.
         let _ = berth_runtime::container::delete(&self.config.runtime_root(), &handle.id, true);
-        // Started now, it execs and loads on another CPU while the spec is made.
-        let launched = berth_monitor::client::launch(&self.monitor, &run_dir)
+        // The spare, or one started now to exec and load on another CPU while the spec is made.
+        let launched = self
+            .monitors
+            .launch()
             .map_err(|e| self.start_failed(handle, e))?;
         let spec = self.container_spec(handle, &record)?;
         let bundle_config = run_dir.join("config.json");
@@ -1016,14 +1021,11 @@ pub fn restore(engine: &Arc<Engine>) -> anyhow::Result<()> {
 }
 
 /// Whether `pid` is still the monitor of the container whose run dir is `run_dir` (and not
-/// a process that reused the pid).
+/// a process that reused the pid): a berth-monitor working in that directory.
 fn is_our_monitor(pid: i32, run_dir: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let run_dir = run_dir.as_os_str().as_encoded_bytes();
-    args.first().is_some_and(|a| a.ends_with(b"berth-monitor")) && args.contains(&run_dir)
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+    comm.is_ok_and(|c| c.trim_end() == "berth-monitor") && cwd.is_ok_and(|d| d == run_dir)
 }
 
 /// When to restart after an exit with `code`, per the restart policy (None: not at all).

@@ -181,7 +181,7 @@ impl Ctx {
 
     /// Start a monitor for `cfg` (its directory is the bundle's).
     pub fn spawn(&self, cfg: &MonitorConfig) -> anyhow::Result<client::Spawned> {
-        let spawned = client::spawn(&client::MonitorBinary::new(monitor_bin()), &cfg.bundle, cfg)?;
+        let spawned = client::Monitors::new(monitor_bin()).spawn(&cfg.bundle, cfg)?;
         self.monitors.lock().unwrap().push(spawned.monitor_pid);
         Ok(spawned)
     }
