@@ -64,7 +64,7 @@ pub struct Engine {
     pub volumes: volumes::VolumeStore,
     pub events: events::Events,
     pub execs: exec::ExecStore,
-    /// Starts `config.monitor`s, one kept launched ahead of need.
+    /// Starts `config.monitor`s; a container's create launches a spare for its start.
     pub monitors: std::sync::Arc<berth_monitor::client::Monitors>,
     /// The runtime berthd runs on: sync engine calls (on the blocking pool) start watchers
     /// and wait for state changes through it.
@@ -97,7 +97,6 @@ impl Engine {
                 .context("the engine must be opened inside a tokio runtime")?,
         });
         container::lifecycle::restore(&engine)?;
-        engine.refill_monitors();
         Ok(engine)
     }
 

@@ -5,7 +5,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
 use nix::sys::statvfs::{statvfs, FsFlags};
 use oci_spec::runtime::Mount;
 
@@ -214,8 +216,17 @@ pub fn remount(
     locked_from: Option<&Path>,
 ) -> Result<()> {
     // Reopen: the fd from before the mount points under it, not at it.
-    let target = reopen_in_root(root, dest)?;
-    let path = fd_path(&target);
+    remount_at(&reopen_in_root(root, dest)?, dest, flags, locked_from)
+}
+
+/// `remount` of the mount whose root `target` is (opened after the mount).
+fn remount_at(
+    target: &OwnedFd,
+    dest: &Path,
+    flags: MsFlags,
+    locked_from: Option<&Path>,
+) -> Result<()> {
+    let path = fd_path(target);
     let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
     let first = mount(
         None::<&str>,
@@ -284,48 +295,76 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<
         ..Default::default()
     };
     let v1 = ctx.cgroup_sources.iter().any(|s| s.subdir.is_some());
-    if v1 {
-        let target = create_in_root(ctx.root, dest, Kind::Dir)?;
-        let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(
-            Some("tmpfs"),
-            fd_path(&target).as_str(),
-            Some("tmpfs"),
-            tmpfs_flags,
-            Some("mode=755"),
-        )
-        .context("cannot mount the tmpfs for cgroup hierarchies")?;
-    }
-    for source in ctx.cgroup_sources {
-        let sub = match &source.subdir {
-            Some(name) => dest.join(name),
-            None => dest.to_path_buf(),
-        };
-        bind(ctx.root, &source.host_path, &sub, &bind_opts)?;
-    }
-    if v1 {
-        link_comounted_controllers(ctx.root, dest, ctx.cgroup_sources)?;
-        if opts.flags.contains(MsFlags::MS_RDONLY) {
-            remount(ctx.root, dest, opts.flags, None)?;
+    if !v1 {
+        for source in ctx.cgroup_sources {
+            bind(ctx.root, &source.host_path, dest, &bind_opts)?;
         }
+        return Ok(());
+    }
+    let target = create_in_root(ctx.root, dest, Kind::Dir)?;
+    let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        fd_path(&target).as_str(),
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755"),
+    )
+    .context("cannot mount the tmpfs for cgroup hierarchies")?;
+    let tmpfs = reopen_in_root(ctx.root, dest)?;
+    for source in ctx.cgroup_sources {
+        let name = source.subdir.as_deref().unwrap_or_default();
+        bind_into(&tmpfs, name, &source.host_path, &bind_opts)
+            .with_context(|| format!("cannot mount cgroup {name}"))?;
+    }
+    link_comounted_controllers(&tmpfs, ctx.cgroup_sources)?;
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        remount_at(&tmpfs, dest, opts.flags, None)?;
     }
     Ok(())
 }
 
-/// `cpu` and `cpuacct` as links to `cpu,cpuacct`, where controllers share a hierarchy.
-fn link_comounted_controllers(
-    root: &OwnedFd,
-    dest: &Path,
-    sources: &[CgroupMountSource],
-) -> Result<()> {
-    let dir = reopen_in_root(root, dest)?;
+/// Bind the host directory `source` onto a new directory `name` of `dir`, a tmpfs the
+/// runtime has just mounted: nothing in it is the image's, so it takes no walk through the
+/// rootfs (which cost most of a v1 host's cgroup mounts).
+fn bind_into(dir: &OwnedFd, name: &str, source: &Path, opts: &MountOptions) -> Result<()> {
+    nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755))
+        .context("cannot make its directory")?;
+    let open = || {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        nix::fcntl::openat(dir, name, flags, Mode::empty()).context("cannot open its directory")
+    };
+    let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+    mount(
+        Some(source),
+        fd_path(&open()?).as_str(),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .with_context(|| format!("cannot bind {}", source.display()))?;
+    if !opts.remount_flags().is_empty() {
+        // Reopened: the directory is under the mount now.
+        remount_at(
+            &open()?,
+            Path::new(name),
+            opts.remount_flags(),
+            Some(source),
+        )?;
+    }
+    Ok(())
+}
+
+/// `cpu` and `cpuacct` as links to `cpu,cpuacct` in `dir`, where controllers share a
+/// hierarchy.
+fn link_comounted_controllers(dir: &OwnedFd, sources: &[CgroupMountSource]) -> Result<()> {
     for name in sources.iter().filter_map(|s| s.subdir.as_deref()) {
         if !name.contains(',') {
             continue;
         }
         for single in name.split(',') {
             let single = single.strip_prefix("name=").unwrap_or(single);
-            match nix::unistd::symlinkat(name, &dir, single) {
+            match nix::unistd::symlinkat(name, dir, single) {
                 Ok(()) | Err(nix::Error::EEXIST) => {}
                 Err(e) => return Err(e).with_context(|| format!("cannot link cgroup {single}")),
             }
