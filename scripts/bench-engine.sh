@@ -167,7 +167,9 @@ remove_leftovers() {
         kill -KILL "$pid" 2>/dev/null || true
     done
     sleep 0.2
-    findmnt -rn -o TARGET | awk -v a="$work/" -v b="$run/" 'index($0, a) == 1 || index($0, b) == 1' |
+    # $run itself too: berthd mounts a tmpfs there (/run is not one here).
+    findmnt -rn -o TARGET |
+        awk -v a="$work/" -v r="$run" 'index($0, a) == 1 || $0 == r || index($0, r "/") == 1' |
         sort -r | while read -r mnt; do
         umount -l -- "$mnt" 2>/dev/null || true
     done

@@ -138,6 +138,46 @@ fn bad_json_is_a_bad_request() {
     assert_eq!(resp.status, 400);
 }
 
+fn is_tmpfs(dir: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(dir).unwrap().filesystem_type() == nix::sys::statfs::TMPFS_MAGIC
+}
+
+#[test]
+fn exec_root_is_a_tmpfs_unless_it_already_holds_state() {
+    let d = Daemon::start("execroot");
+    assert!(
+        is_tmpfs(&d.exec_root),
+        "{} is not a tmpfs",
+        d.exec_root.display()
+    );
+    assert!(d.socket.exists());
+    // Two more daemons on the busy socket get as far as their exec root, then give up: one
+    // on an empty directory, one on a directory holding a berthd's state, which must stay
+    // what it is (its monitors use it).
+    let empty = d.dir.path().join("empty-run");
+    let used = d.dir.path().join("used-run");
+    std::fs::create_dir_all(used.join("containers")).unwrap();
+    for exec_root in [&empty, &used] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .arg("--root")
+            .arg(d.dir.path().join("other-root"))
+            .arg("--exec-root")
+            .arg(exec_root)
+            .arg("-H")
+            .arg(format!("unix://{}", d.socket.display()))
+            .output()
+            .unwrap();
+        assert!(
+            stderr(&out).contains("already listening"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(is_tmpfs(&empty));
+    assert!(!is_tmpfs(&used));
+    assert!(used.join("containers").is_dir());
+}
+
 #[test]
 fn sigterm_exits_cleanly_and_socket_is_refused_twice() {
     let mut d = Daemon::start("sigterm");
