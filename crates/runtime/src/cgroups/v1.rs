@@ -131,10 +131,7 @@ impl V1Manager {
     /// (/proc/self/mountinfo); a relative path starts from this process's own cgroup in each
     /// (/proc/self/cgroup).
     pub fn open(cgroup_path: &Path) -> Result<Self> {
-        // Lossy: only cgroup mounts matter, and their paths are plain ASCII.
-        let mountinfo =
-            fs::read("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
-        let mut mounts = parse_mountinfo(&String::from_utf8_lossy(&mountinfo));
+        let mut mounts = mounted_hierarchies()?;
         if mounts.is_empty() {
             bail!("no cgroup hierarchy: /sys/fs/cgroup is not cgroup2 and no cgroup v1 hierarchy is mounted");
         }
@@ -438,6 +435,30 @@ fn wait_until_empty(dir: &Path) -> Result<()> {
         dir.display(),
         read_pids(dir)?
     )
+}
+
+/// The v1 hierarchies mounted in this process's mount namespace, read once per namespace:
+/// a monitor opens its container's cgroup at create, start and delete, and the kernel takes
+/// a tenth of a millisecond to print mountinfo. Hierarchies are mounted at boot and stay;
+/// a process that moves to another mount namespace reads them again.
+fn mounted_hierarchies() -> Result<Vec<(V1Mount, PathBuf)>> {
+    type Cached = Option<(u64, Vec<(V1Mount, PathBuf)>)>;
+    static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
+    use std::os::unix::fs::MetadataExt;
+    let namespace = fs::metadata("/proc/self/ns/mnt")
+        .context("cannot stat /proc/self/ns/mnt")?
+        .ino();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((cached, mounts)) = &*cache {
+        if *cached == namespace {
+            return Ok(mounts.clone());
+        }
+    }
+    // Lossy: only cgroup mounts matter, and their paths are plain ASCII.
+    let mountinfo = fs::read("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+    let mounts = parse_mountinfo(&String::from_utf8_lossy(&mountinfo));
+    *cache = Some((namespace, mounts.clone()));
+    Ok(mounts)
 }
 
 /// The v1 hierarchies mounted, from the text of /proc/self/mountinfo, each with the cgroup its
