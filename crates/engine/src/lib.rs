@@ -65,7 +65,7 @@ pub struct Engine {
     pub events: events::Events,
     pub execs: exec::ExecStore,
     /// Starts `config.monitor`s; a container's create launches a spare for its start.
-    pub monitors: std::sync::Arc<berth_monitor::client::Monitors>,
+    pub monitors: berth_monitor::client::Monitors,
     /// The runtime berthd runs on: sync engine calls (on the blocking pool) start watchers
     /// and wait for state changes through it.
     pub rt: tokio::runtime::Handle,
@@ -83,8 +83,7 @@ impl Engine {
         let images = ImageStore::open(&config.image_root())?;
         let containers = container::ContainerStore::open(&config.containers_root())?;
         let volumes = volumes::VolumeStore::open(&config.volumes_root())?;
-        let monitors =
-            std::sync::Arc::new(berth_monitor::client::Monitors::new(config.monitor.clone()));
+        let monitors = berth_monitor::client::Monitors::new(config.monitor.clone());
         let engine = std::sync::Arc::new(Engine {
             config,
             monitors,
@@ -98,16 +97,6 @@ impl Engine {
         });
         container::lifecycle::restore(&engine)?;
         Ok(engine)
-    }
-
-    /// Launch a spare monitor for the next start, on the blocking pool (it forks).
-    pub(crate) fn refill_monitors(&self) {
-        let monitors = self.monitors.clone();
-        self.rt.spawn_blocking(move || {
-            // Without a spare the next start launches its own monitor, and reports why
-            // that fails, if it does.
-            let _ = monitors.refill();
-        });
     }
 
     pub fn root(&self) -> &Path {

@@ -188,9 +188,6 @@ impl Engine {
         if spec::argv_of(&config).is_empty() {
             return Err(Error::InvalidParameter("No command specified".into()));
         }
-        // A start is likely to follow: its monitor loads while the rootfs is made and the
-        // record written (which waits on the disk).
-        self.refill_monitors();
         let config_volumes: BTreeSet<String> = config
             .volumes
             .iter()
@@ -216,7 +213,14 @@ impl Engine {
         let layer = self.init_layer(&record);
         let handle = self.containers.insert_with(
             record,
-            |paths| self.make_rootfs(paths, &layer, &image),
+            |paths| {
+                self.make_rootfs(paths, &layer, &image)?;
+                // While the record's write waits on the disk: a spare monitor for the start
+                // that is likely to follow (a launch is a fork and an exec). Without one the
+                // start launches its own, and reports why that fails, if it does.
+                let _ = self.monitors.refill();
+                Ok(())
+            },
             |paths| {
                 let _ = Snapshot::remove(&paths.snapshot());
             },

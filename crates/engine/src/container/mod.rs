@@ -301,7 +301,7 @@ impl ContainerStore {
     pub fn insert_with(
         &self,
         record: Container,
-        prepare: impl FnOnce(&Paths) -> Result<()>,
+        prepare: impl FnOnce(&Paths) -> Result<()> + Send,
         undo: impl FnOnce(&Paths),
     ) -> Result<Arc<Handle>> {
         let mut map = self.map();
@@ -311,12 +311,14 @@ impl ContainerStore {
         let dir = self.root.join(&record.id);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let handle = Handle::new(record, dir);
+        // The save waits on the disk: it starts first, here, while a thread prepares (a new
+        // thread can wait a while for a CPU).
         let (saved, prepared) = std::thread::scope(|scope| {
-            let saver = scope.spawn(|| save(&handle.paths, &handle.lock()));
-            let prepared = prepare(&handle.paths);
-            let saved = saver
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("saving the record panicked").into()));
+            let preparer = scope.spawn(|| prepare(&handle.paths));
+            let saved = save(&handle.paths, &handle.lock());
+            let prepared = preparer.join().unwrap_or_else(|_| {
+                Err(anyhow::anyhow!("preparing the container panicked").into())
+            });
             (saved, prepared)
         });
         if let Err(e) = prepared.and(saved) {
