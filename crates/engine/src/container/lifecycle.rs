@@ -278,6 +278,11 @@ impl Engine {
             let _op = lock_op(&handle);
             self.start_locked(&handle)
         };
+        if result.is_ok() {
+            // Saved once the operation lock is let go: a short-lived container's exit (its
+            // auto-removal takes the lock) does not wait for the disk.
+            self.save_started(&handle)?;
+        }
         if result.is_err() {
             // Attaches waiting for this start end now (their clients see EOF), and an
             // AutoRemove container goes, as Docker removes it when its start fails.
@@ -294,7 +299,17 @@ impl Engine {
         result
     }
 
-    /// Start under the container's operation lock (see `Handle::op`).
+    /// A started container's record, saved (see `start_handle`). A container removed
+    /// meanwhile (a short-lived one with AutoRemove) has nothing left to save.
+    fn save_started(&self, handle: &Handle) -> Result<()> {
+        match handle.save() {
+            Err(_) if self.containers.get(&handle.id).is_err() => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Start under the container's operation lock (see `Handle::op`); the caller saves the
+    /// record (`save_started`).
     fn start_locked(self: &Arc<Self>, handle: &Arc<Handle>) -> Result<()> {
         match handle.get().state.status {
             Status::Running | Status::Paused | Status::Restarting => {
@@ -308,12 +323,12 @@ impl Engine {
             }
             Status::Created | Status::Exited => {}
         }
-        // Saved with the running state by start_handle.
         handle.update_in_memory(|c| c.manually_stopped = false);
         self.start_handle(handle)
     }
 
     /// Spawn the monitor (which creates the container), hand it the waiting attaches, start.
+    /// The running state is in memory only: the caller saves it (`save_started`).
     fn start_handle(self: &Arc<Self>, handle: &Arc<Handle>) -> Result<()> {
         self.ensure_rootfs(handle)?;
         let record = handle.get();
@@ -376,7 +391,7 @@ impl Engine {
             }
         };
         let argv = spec::argv_of(&record.config);
-        handle.update(|c| {
+        handle.update_in_memory(|c| {
             c.state = State {
                 status: Status::Running,
                 pid,
@@ -389,7 +404,7 @@ impl Engine {
             };
             c.path = argv.first().cloned().unwrap_or_default();
             c.args = argv.iter().skip(1).cloned().collect();
-        })?;
+        });
         self.events.emit(
             "container",
             "start",
@@ -587,9 +602,14 @@ impl Engine {
                     }
                     return;
                 }
-                if let Err(e) = engine.start_handle(&handle) {
-                    eprintln!("berthd: cannot restart {}: {}", handle.id, e.message());
-                    let _ = handle.update(|c| c.state.status = Status::Exited);
+                match engine.start_handle(&handle) {
+                    Ok(()) => {
+                        let _ = engine.save_started(&handle);
+                    }
+                    Err(e) => {
+                        eprintln!("berthd: cannot restart {}: {}", handle.id, e.message());
+                        let _ = handle.update(|c| c.state.status = Status::Exited);
+                    }
                 }
             })
             .await;
@@ -736,6 +756,7 @@ impl Engine {
             }
             self.start_locked(&handle)?;
         }
+        self.save_started(&handle)?;
         self.events.emit(
             "container",
             "restart",
@@ -1013,7 +1034,8 @@ pub fn restore(engine: &Arc<Engine>) -> anyhow::Result<()> {
                     let handle = handle.clone();
                     engine.rt.clone().spawn_blocking(move || {
                         let _op = lock_op(&handle);
-                        if let Err(e) = engine.start_locked(&handle) {
+                        let started = engine.start_locked(&handle);
+                        if let Err(e) = started.and_then(|()| engine.save_started(&handle)) {
                             eprintln!("berthd: cannot restart {}: {}", handle.id, e.message());
                         }
                     });

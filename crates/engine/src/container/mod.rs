@@ -146,6 +146,9 @@ pub struct Handle {
     pub(crate) pending_attaches: Mutex<Vec<PendingAttach>>,
     /// Serializes start/stop/rm of this container (the record lock is held only briefly).
     pub(crate) op: Mutex<()>,
+    /// Serializes the record's saves, so that each writes what is newer than the last; the
+    /// record lock is not held while one waits on the disk.
+    saving: Mutex<()>,
 }
 
 /// The monitor's end of an attach that waits for the container to start.
@@ -165,6 +168,7 @@ impl Handle {
             record: Mutex::new(record),
             pending_attaches: Mutex::new(Vec::new()),
             op: Mutex::new(()),
+            saving: Mutex::new(()),
         })
     }
 
@@ -180,11 +184,15 @@ impl Handle {
     /// Change the record, save it atomically and wake the waiters. The change is kept in
     /// memory even when saving fails (the error says so): memory is what is true now.
     pub fn update<T>(&self, f: impl FnOnce(&mut Container) -> T) -> Result<T> {
-        let mut record = self.lock();
-        let out = f(&mut record);
-        let saved = save(&self.paths, &record);
-        self.changed.send_replace(record.state.clone());
-        saved.map(|()| out)
+        let out = self.update_in_memory(f);
+        self.save().map(|()| out)
+    }
+
+    /// Save the record as it is now (atomically, durably).
+    pub fn save(&self) -> Result<()> {
+        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        let record = self.get();
+        save(&self.paths, &record)
     }
 
     /// Change the record in memory only (a transient state like "removing") and wake the
