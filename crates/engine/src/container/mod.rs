@@ -233,6 +233,10 @@ impl ContainerStore {
             fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?
         {
             let dir = entry?.path();
+            if is_trash(&dir) {
+                delete_trash(&dir);
+                continue;
+            }
             let record = fs::read(dir.join(RECORD_FILE))
                 .map_err(anyhow::Error::from)
                 .and_then(|bytes| Ok(serde_json::from_slice::<Container>(&bytes)?));
@@ -240,7 +244,6 @@ impl ContainerStore {
                 Ok(record) => {
                     containers.insert(record.id.clone(), Handle::new(record, dir));
                 }
-                Err(_) if is_trash(&dir) => delete_trash(&dir),
                 Err(e) => {
                     eprintln!(
                         "berthd: dropping {}: no readable container record ({e:#})",
@@ -350,19 +353,19 @@ impl ContainerStore {
     /// Forget a container and delete its directory (record, log, snapshot dirs: the
     /// snapshot must be unmounted first). Waiters see the channel close.
     pub fn remove(&self, id: &str) -> Result<()> {
-        let handle = self.map().remove(id);
-        if let Some(handle) = handle {
-            // Record first: a crash half-way leaves a directory `open` drops.
-            let _ = fs::remove_file(handle.paths.record());
-            // Out of the way at once, its rootfs still mounted, and unmounted and deleted on
-            // a thread of its own: unmounting waits out an RCU grace period and deleting a
-            // container's files (its rw layer may be large) takes milliseconds to minutes;
-            // nobody waits for that. `open` finishes what a crash left.
-            let trash = self.root.join(format!("{TRASH_PREFIX}{id}"));
-            fs::rename(&handle.paths.dir, &trash)
-                .with_context(|| format!("cannot remove {}", handle.paths.dir.display()))?;
-            std::thread::spawn(move || delete_trash(&trash));
-        }
+        let mut map = self.map();
+        let Some(handle) = map.get(id) else {
+            return Ok(());
+        };
+        // Out of the way at once, record and all, its rootfs still mounted, and unmounted and
+        // deleted on a thread of its own: unmounting waits out an RCU grace period and
+        // deleting a container's files (its rw layer may be large) takes milliseconds to
+        // minutes; nobody waits for that. `open` finishes what a crash left.
+        let trash = self.root.join(format!("{TRASH_PREFIX}{id}"));
+        fs::rename(&handle.paths.dir, &trash)
+            .with_context(|| format!("cannot remove {}", handle.paths.dir.display()))?;
+        map.remove(id);
+        std::thread::spawn(move || delete_trash(&trash));
         Ok(())
     }
 }
