@@ -2,9 +2,10 @@
 //! one a crash cut short is finished when the store opens again.
 
 use std::fs;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_engine::container::{Container, ContainerStore, State};
+use berth_engine::container::{Container, ContainerStore, Handle, State};
 
 fn record(n: u8) -> Container {
     serde_json::from_value(serde_json::json!({
@@ -15,6 +16,14 @@ fn record(n: u8) -> Container {
         "restart_count": 0, "mounts": [],
     }))
     .unwrap()
+}
+
+/// A store on `dir` with containers 1 (kept) and 2 (to remove).
+fn store_of_two(dir: &std::path::Path) -> (ContainerStore, Arc<Handle>, Arc<Handle>) {
+    let store = ContainerStore::open(dir).unwrap();
+    let kept = store.insert(record(1)).unwrap();
+    let removed = store.insert(record(2)).unwrap();
+    (store, kept, removed)
 }
 
 fn entries(dir: &std::path::Path) -> Vec<String> {
@@ -30,9 +39,7 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn a_removed_container_is_gone_and_its_directory_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ContainerStore::open(dir.path()).unwrap();
-    let kept = store.insert(record(1)).unwrap();
-    let removed = store.insert(record(2)).unwrap();
+    let (store, kept, removed) = store_of_two(dir.path());
     store.remove(&removed.id).unwrap();
     assert!(store.get(&removed.id).is_err());
     assert!(!removed.paths.dir.exists());
@@ -50,9 +57,7 @@ fn a_removed_container_is_gone_and_its_directory_deleted() {
 #[test]
 fn a_removal_a_crash_cut_short_is_finished_when_the_store_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ContainerStore::open(dir.path()).unwrap();
-    let kept = store.insert(record(1)).unwrap();
-    let removed = store.insert(record(2)).unwrap();
+    let (store, kept, removed) = store_of_two(dir.path());
     // Where `remove` renames a directory (its record still in it), before the thread that
     // deletes it has run.
     let trash = dir.path().join(format!(".removed-{}", removed.id));

@@ -81,8 +81,8 @@ impl Monitors {
         launch(&self.binary)
     }
 
-    /// Launch a spare if there is none. It forks and waits for the exec: call it off the
-    /// path of a start.
+    /// Launch a spare if there is none. That spawns a process and waits for its exec: call
+    /// it where no start waits for it.
     pub fn refill(&self) -> Result<()> {
         if self.lock_spare().is_some() {
             return Ok(());
@@ -105,8 +105,9 @@ impl Monitors {
 }
 
 /// Start the monitor in `/` with its config pipe on stdin, its ready pipe on stdout and
-/// stderr on /dev/null; it waits for its config (and makes its own session). Started before the config is made, its exec and loading run
-/// meanwhile (on another CPU, or before the start is asked for at all).
+/// stderr on /dev/null; it makes its own session and waits for its config. Started before
+/// the config is made, it execs and loads meanwhile (on another CPU, or before the start is
+/// asked for at all).
 fn launch(monitor: &MonitorBinary) -> Result<Launched> {
     let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
     let (ready, ready_theirs) = nix::unistd::pipe2(cloexec).context("cannot make a pipe")?;
