@@ -685,9 +685,29 @@ fn unknown_names_give_distinct_errors() {
     assert!(!client.blob_exists(&missing, &blob).unwrap());
 }
 
+/// A port of 127.0.0.1 that refuses connections for as long as the returned socket lives:
+/// bound but not listening. A port found free and let go (`free_port`) could be taken by
+/// another test's server, or be an outgoing connection's source port, before it is used.
+fn dead_port() -> (std::os::fd::OwnedFd, u16) {
+    use nix::sys::socket::SockaddrIn;
+    use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    let bound: SockaddrIn = getsockname(sock.as_raw_fd()).unwrap();
+    (sock, bound.port())
+}
+
 #[test]
 fn a_dead_port_is_connection_refused_naming_the_url() {
-    let host = format!("127.0.0.1:{}", free_port());
+    let (_bound, port) = dead_port();
+    let host = format!("127.0.0.1:{port}");
     let repo = Repository::new(&host, "busybox").unwrap();
     match plain_client().get_manifest(&repo, "latest", &[]) {
         Err(e @ RegistryError::ConnectionRefused { .. }) => {
