@@ -184,8 +184,12 @@ impl Handle {
     /// Change the record, save it atomically and wake the waiters. The change is kept in
     /// memory even when saving fails (the error says so): memory is what is true now.
     pub fn update<T>(&self, f: impl FnOnce(&mut Container) -> T) -> Result<T> {
-        let out = self.update_in_memory(f);
-        self.save().map(|()| out)
+        let out = f(&mut self.lock());
+        let saved = self.save();
+        // After the save: a waiter (a stop, a wait) answers its client once the change is
+        // on disk.
+        self.changed.send_replace(self.lock().state.clone());
+        saved.map(|()| out)
     }
 
     /// Save the record as it is now (atomically, durably).
