@@ -192,35 +192,38 @@ fn bind(root: &OwnedFd, source: &Path, dest: &Path, opts: &MountOptions) -> Resu
         .with_context(|| format!("bind source {} does not exist", source.display()))?;
     let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
     let target = create_in_root(root, dest, kind)?;
+    bind_at(source, &target, || reopen_in_root(root, dest), dest, opts)?;
+    set_propagation(root, dest, &opts.propagation)
+}
+
+/// Bind `source` onto `target`, then remount it with the options that a bind mount only
+/// takes on a remount; `reopen` opens the destination again, under the new mount.
+fn bind_at(
+    source: &Path,
+    target: &OwnedFd,
+    reopen: impl FnOnce() -> Result<OwnedFd>,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<()> {
     let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
     mount(
         Some(source),
-        fd_path(&target).as_str(),
+        fd_path(target).as_str(),
         None::<&str>,
         flags,
         None::<&str>,
     )
     .with_context(|| format!("cannot bind {}", source.display()))?;
-    if !opts.remount_flags().is_empty() {
-        remount(root, dest, opts.remount_flags(), Some(source))?;
+    if opts.remount_flags().is_empty() {
+        return Ok(());
     }
-    set_propagation(root, dest, &opts.propagation)
+    remount(&reopen()?, dest, opts.remount_flags(), Some(source))
 }
 
-/// Remount the mount at `dest` with `flags`. In a user namespace the kernel refuses to clear
-/// flags it locked on the original mount: retry keeping those of `locked_from`.
-pub fn remount(
-    root: &OwnedFd,
-    dest: &Path,
-    flags: MsFlags,
-    locked_from: Option<&Path>,
-) -> Result<()> {
-    // Reopen: the fd from before the mount points under it, not at it.
-    remount_at(&reopen_in_root(root, dest)?, dest, flags, locked_from)
-}
-
-/// `remount` of the mount whose root `target` is (opened after the mount).
-fn remount_at(
+/// Remount the mount whose root `target` is (opened after the mount; `dest` names it) with
+/// `flags`. In a user namespace the kernel refuses to clear flags it locked on the original
+/// mount: retry keeping those of `locked_from`.
+fn remount(
     target: &OwnedFd,
     dest: &Path,
     flags: MsFlags,
@@ -319,7 +322,7 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<
     }
     link_comounted_controllers(&tmpfs, ctx.cgroup_sources)?;
     if opts.flags.contains(MsFlags::MS_RDONLY) {
-        remount_at(&tmpfs, dest, opts.flags, None)?;
+        remount(&tmpfs, dest, opts.flags, None)?;
     }
     Ok(())
 }
@@ -334,25 +337,7 @@ fn bind_into(dir: &OwnedFd, name: &str, source: &Path, opts: &MountOptions) -> R
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         nix::fcntl::openat(dir, name, flags, Mode::empty()).context("cannot open its directory")
     };
-    let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-    mount(
-        Some(source),
-        fd_path(&open()?).as_str(),
-        None::<&str>,
-        flags,
-        None::<&str>,
-    )
-    .with_context(|| format!("cannot bind {}", source.display()))?;
-    if !opts.remount_flags().is_empty() {
-        // Reopened: the directory is under the mount now.
-        remount_at(
-            &open()?,
-            Path::new(name),
-            opts.remount_flags(),
-            Some(source),
-        )?;
-    }
-    Ok(())
+    bind_at(source, &open()?, open, Path::new(name), opts)
 }
 
 /// `cpu` and `cpuacct` as links to `cpu,cpuacct` in `dir`, where controllers share a
