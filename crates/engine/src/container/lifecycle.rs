@@ -281,20 +281,18 @@ impl Engine {
         if result.is_ok() {
             // Saved once the operation lock is let go: a short-lived container's exit (its
             // auto-removal takes the lock) does not wait for the disk.
-            self.save_started(&handle)?;
+            return self.save_started(&handle);
         }
-        if result.is_err() {
-            // Attaches waiting for this start end now (their clients see EOF), and an
-            // AutoRemove container goes, as Docker removes it when its start fails.
-            handle
-                .pending_attaches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-            if handle.get().host_config.auto_remove.unwrap_or(false) {
-                let _op = lock_op(&handle);
-                let _ = self.remove_locked(&handle, true, true);
-            }
+        // Attaches waiting for this start end now (their clients see EOF), and an
+        // AutoRemove container goes, as Docker removes it when its start fails.
+        handle
+            .pending_attaches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        if handle.get().host_config.auto_remove.unwrap_or(false) {
+            let _op = lock_op(&handle);
+            let _ = self.remove_locked(&handle, true, true);
         }
         result
     }
@@ -604,7 +602,9 @@ impl Engine {
                 }
                 match engine.start_handle(&handle) {
                     Ok(()) => {
-                        let _ = engine.save_started(&handle);
+                        if let Err(e) = engine.save_started(&handle) {
+                            eprintln!("berthd: restarted {}: {}", handle.id, e.message());
+                        }
                     }
                     Err(e) => {
                         eprintln!("berthd: cannot restart {}: {}", handle.id, e.message());
