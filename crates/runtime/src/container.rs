@@ -158,11 +158,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if let Some(all) = spec.hooks() {
         guard.poststop = Some((all.clone(), hooks::state_json(&state, Kind::Poststop)?));
     }
-    let mover = if cgroup_join.is_some() {
-        None
-    } else {
-        Some(cgroup)
-    };
+    // The runtime moves the init into its cgroup only where the init cannot move itself.
+    let mover = cgroup_join.is_none().then_some(cgroup);
     setup_init(&spec, &namespaces, mover, &state, &mut sync)?;
     state.save(&dir)?;
     crate::log::debug(&format!(
