@@ -626,11 +626,12 @@ impl Engine {
         }
     }
 
+    /// Whether the container's init still runs, as the runtime sees it: an init that has
+    /// exited but is not yet reaped by its monitor is not (a pidfd still opens on it).
     fn process_alive(&self, handle: &Handle) -> bool {
-        let state = handle.get().state;
-        state.pid > 0
-            && berth_runtime::sys::pidfd_open(state.pid).is_ok()
-            && state.status.is_alive()
+        handle.get().state.status.is_alive()
+            && berth_runtime::state::State::load(&self.config.runtime_root(), &handle.id)
+                .is_ok_and(|state| state.init_alive())
     }
 
     fn parse_signal(signal: &str) -> Result<i32> {
