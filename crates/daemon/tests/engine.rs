@@ -51,6 +51,12 @@ fn memory_limit_is_in_the_containers_cgroup() {
     ]);
     assert_eq!(inside.trim(), "67108864");
     assert_eq!(inspect(&d, "{{.HostConfig.Memory}}", id), "67108864");
+    // `stats` reads the same cgroup: usage against the limit, one process.
+    let format = "{{.MemUsage}} {{.PIDs}}";
+    let docker = d.docker_ok(&["stats", "--no-stream", "--format", format, id]);
+    assert!(docker.trim().ends_with("/ 64MiB 1"), "{docker}");
+    let berth = d.berth(&["stats", "--no-stream", "--format", format, id]);
+    assert!(stdout(&berth).trim().ends_with("/ 64MiB 1"), "{berth:?}");
     d.docker_ok(&["rm", "-f", id]);
     assert!(!cgroup_dir(&d, "memory", id).exists(), "cgroup left behind");
 }

@@ -1,20 +1,17 @@
-//! `docker stats`: a container's resource usage read from its cgroup, in Docker's stats JSON
-//! (`GET /containers/{id}/stats`). The host decides the cgroup version: a cgroup2 filesystem
-//! at /sys/fs/cgroup means v2 (one directory), anything else v1 (one directory per
-//! controller, `/sys/fs/cgroup/<controller>/<cgroup path>`).
+//! `docker stats`: a container's resource usage, read from its cgroup by the runtime's cgroup
+//! driver (v1 or v2, as the host has it), in Docker's stats JSON (`GET /containers/{id}/stats`).
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_runtime::cgroups::{stats::Stats as CgroupStats, CgroupManager};
 use serde::Serialize;
 
 use crate::container::{Handle, Status};
 use crate::error::Result;
 use crate::Engine;
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Between two samples of a stream, and between the two samples a one-time (not one-shot)
 /// read takes so that `precpu_stats` is filled, as Docker does.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -105,108 +102,59 @@ pub struct MemoryStats {
     pub limit: Option<u64>,
 }
 
-// ---- where a cgroup's files are ----
+// ---- from the runtime's reading of a cgroup ----
 
-/// A container's cgroup on this host.
-#[derive(Debug, Clone)]
-pub enum Cgroup {
-    /// The unified hierarchy: one directory.
-    V2(PathBuf),
-    /// One directory per v1 controller: `<root>/<controller>/<sub>`.
-    V1 { root: PathBuf, sub: PathBuf },
+/// Docker's stats from one reading of a container's cgroup.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub cpu_usage: CpuUsage,
+    pub throttling: Throttling,
+    pub memory: MemoryStats,
+    pub pids: PidsStats,
+    pub io_service_bytes: Vec<BlkioEntry>,
 }
 
-impl Cgroup {
-    /// The cgroup `path` (from the hierarchy root, as the engine names containers' cgroups) on
-    /// this host.
-    pub fn detect(path: &Path) -> anyhow::Result<Cgroup> {
-        let root = Path::new(CGROUP_ROOT);
-        let sub = path.strip_prefix("/").unwrap_or(path).to_path_buf();
-        let fs = nix::sys::statfs::statfs(root)
-            .map_err(|e| anyhow::anyhow!("cannot statfs {CGROUP_ROOT}: {e}"))?;
-        if fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
-            Ok(Cgroup::V2(root.join(sub)))
-        } else {
-            Ok(Cgroup::V1 {
-                root: root.to_path_buf(),
-                sub,
-            })
-        }
-    }
-
-    /// A v1 controller's directory (`None` on v2).
-    pub fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
-        match self {
-            Cgroup::V1 { root, sub } => Some(root.join(controller).join(sub)),
-            Cgroup::V2(_) => None,
-        }
-    }
-
-    /// The pids in the cgroup: v1 from the pids (else memory, cpu) hierarchy.
-    pub fn procs(&self) -> anyhow::Result<Vec<i32>> {
-        let file = match self {
-            Cgroup::V2(dir) => dir.join("cgroup.procs"),
-            Cgroup::V1 { .. } => ["pids", "memory", "cpu", "cpuacct"]
-                .iter()
-                .filter_map(|c| self.controller_dir(c))
-                .map(|d| d.join("cgroup.procs"))
-                .find(|f| f.exists())
-                .ok_or_else(|| anyhow::anyhow!("the container has no cgroup"))?,
-        };
-        let text = fs::read_to_string(&file)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-        Ok(text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect())
-    }
-
-    /// Everything the stats JSON takes from the cgroup; missing files leave zeros (a
-    /// controller may not be there).
-    pub fn sample(&self, host: &Host) -> Sample {
-        match self {
-            Cgroup::V2(dir) => sample_v2(dir, host),
-            Cgroup::V1 { .. } => self.sample_v1(host),
-        }
-    }
-
-    fn sample_v1(&self, host: &Host) -> Sample {
-        let dir = |c: &str| self.controller_dir(c).unwrap_or_default();
-        let (cpuacct, cpu, memory, pids, blkio) = (
-            dir("cpuacct"),
-            dir("cpu"),
-            dir("memory"),
-            dir("pids"),
-            dir("blkio"),
-        );
-        let ticks = read_keyed(&cpuacct.join("cpuacct.stat"));
-        let tick_ns = 1_000_000_000 / host.clock_ticks.max(1);
-        let cpu_usage = CpuUsage {
-            total_usage: read_u64(&cpuacct.join("cpuacct.usage")).unwrap_or(0),
-            percpu_usage: read_list(&cpuacct.join("cpuacct.usage_percpu")),
-            usage_in_kernelmode: ticks.get("system").copied().unwrap_or(0) * tick_ns,
-            usage_in_usermode: ticks.get("user").copied().unwrap_or(0) * tick_ns,
-        };
-        let throttle = read_keyed(&cpu.join("cpu.stat"));
-        let throttling = Throttling {
-            periods: throttle.get("nr_periods").copied().unwrap_or(0),
-            throttled_periods: throttle.get("nr_throttled").copied().unwrap_or(0),
-            throttled_time: throttle.get("throttled_time").copied().unwrap_or(0),
-        };
-        let memory_stats = MemoryStats {
-            usage: read_u64(&memory.join("memory.usage_in_bytes")),
-            max_usage: read_u64(&memory.join("memory.max_usage_in_bytes")),
-            stats: Some(read_keyed(&memory.join("memory.stat"))),
-            failcnt: read_u64(&memory.join("memory.failcnt")),
-            limit: read_u64(&memory.join("memory.limit_in_bytes")).map(|l| l.min(host.memory)),
-        };
+impl Sample {
+    /// What Docker reports of the runtime's numbers: on cgroup v2 no per-CPU usage, maximum
+    /// usage or fail count, and I/O ops in lower case; a memory limit no higher than the
+    /// host's memory (which is what a container without one reports).
+    pub fn new(stats: CgroupStats, version: &str, host: &Host) -> Sample {
+        let v2 = version == "v2";
+        let cpu = stats.cpu.usage;
+        let memory = stats.memory.usage;
+        let io_op = |op: String| if v2 { op.to_lowercase() } else { op };
+        let io_service_bytes = stats.blkio.io_service_bytes_recursive.into_iter();
         Sample {
-            cpu_usage,
-            throttling,
-            memory: memory_stats,
-            pids: pids_stats(&pids.join("pids.current"), &pids.join("pids.max")),
-            io_service_bytes: read_file(&blkio.join("blkio.throttle.io_service_bytes"))
-                .map(|t| parse_blkio_v1(&t)),
+            cpu_usage: CpuUsage {
+                total_usage: cpu.total,
+                percpu_usage: (!v2).then_some(cpu.percpu),
+                usage_in_kernelmode: cpu.kernel,
+                usage_in_usermode: cpu.user,
+            },
+            throttling: Throttling {
+                periods: stats.cpu.throttling.periods,
+                throttled_periods: stats.cpu.throttling.throttled_periods,
+                throttled_time: stats.cpu.throttling.throttled_time,
+            },
+            memory: MemoryStats {
+                usage: Some(memory.usage),
+                max_usage: (!v2).then_some(memory.max),
+                stats: Some(stats.memory.raw),
+                failcnt: (!v2).then_some(memory.failcnt),
+                limit: Some(memory.limit.min(host.memory)),
+            },
+            pids: PidsStats {
+                current: Some(stats.pids.current),
+                limit: Some(stats.pids.limit),
+            },
+            io_service_bytes: io_service_bytes
+                .map(|entry| BlkioEntry {
+                    major: entry.major,
+                    minor: entry.minor,
+                    op: io_op(entry.op),
+                    value: entry.value,
+                })
+                .collect(),
         }
     }
 }
@@ -214,7 +162,7 @@ impl Cgroup {
 /// Facts about the host the stats need.
 #[derive(Debug, Clone, Copy)]
 pub struct Host {
-    /// USER_HZ: the unit of /proc/stat and cpuacct.stat.
+    /// USER_HZ: the unit of /proc/stat.
     pub clock_ticks: u64,
     /// Total RAM, the limit Docker reports for a container without one.
     pub memory: u64,
@@ -230,8 +178,9 @@ impl Host {
                 libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
             )
         };
-        let memory = read_keyed(Path::new("/proc/meminfo"))
-            .get("MemTotal:")
+        let memory = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|meminfo| parse_keyed(&meminfo).get("MemTotal:").copied())
             .map(|kib| kib * 1024)
             .unwrap_or(u64::MAX);
         Host {
@@ -256,77 +205,7 @@ impl Host {
     }
 }
 
-/// One reading of a cgroup.
-#[derive(Debug, Clone, Default)]
-pub struct Sample {
-    pub cpu_usage: CpuUsage,
-    pub throttling: Throttling,
-    pub memory: MemoryStats,
-    pub pids: PidsStats,
-    pub io_service_bytes: Option<Vec<BlkioEntry>>,
-}
-
-fn sample_v2(dir: &Path, host: &Host) -> Sample {
-    let cpu = read_keyed(&dir.join("cpu.stat"));
-    let usec = |k: &str| cpu.get(k).copied().unwrap_or(0) * 1000;
-    let limit = match read_file(&dir.join("memory.max")).as_deref().map(str::trim) {
-        Some("max") | None => host.memory,
-        Some(n) => n.parse().unwrap_or(host.memory).min(host.memory),
-    };
-    let memory = MemoryStats {
-        usage: read_u64(&dir.join("memory.current")),
-        max_usage: None,
-        stats: Some(read_keyed(&dir.join("memory.stat"))),
-        failcnt: None,
-        limit: Some(limit),
-    };
-    Sample {
-        cpu_usage: CpuUsage {
-            total_usage: usec("usage_usec"),
-            percpu_usage: None,
-            usage_in_kernelmode: usec("system_usec"),
-            usage_in_usermode: usec("user_usec"),
-        },
-        throttling: Throttling {
-            periods: cpu.get("nr_periods").copied().unwrap_or(0),
-            throttled_periods: cpu.get("nr_throttled").copied().unwrap_or(0),
-            throttled_time: usec("throttled_usec"),
-        },
-        memory,
-        pids: pids_stats(&dir.join("pids.current"), &dir.join("pids.max")),
-        io_service_bytes: read_file(&dir.join("io.stat")).map(|t| parse_io_stat_v2(&t)),
-    }
-}
-
-fn pids_stats(current: &Path, max: &Path) -> PidsStats {
-    PidsStats {
-        current: read_u64(current),
-        limit: read_file(max).map(|m| m.trim().parse().unwrap_or(0)),
-    }
-}
-
-fn read_file(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok()
-}
-
-fn read_u64(path: &Path) -> Option<u64> {
-    read_file(path)?.trim().parse().ok()
-}
-
-fn read_list(path: &Path) -> Option<Vec<u64>> {
-    let text = read_file(path)?;
-    Some(
-        text.split_whitespace()
-            .filter_map(|v| v.parse().ok())
-            .collect(),
-    )
-}
-
-/// `key value` lines (memory.stat, cpu.stat, cpuacct.stat, /proc/meminfo).
-fn read_keyed(path: &Path) -> BTreeMap<String, u64> {
-    read_file(path).map(|t| parse_keyed(&t)).unwrap_or_default()
-}
-
+/// `key value` lines (/proc/meminfo, /proc/stat).
 pub fn parse_keyed(text: &str) -> BTreeMap<String, u64> {
     text.lines()
         .filter_map(|line| {
@@ -338,59 +217,6 @@ pub fn parse_keyed(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn major_minor(dev: &str) -> Option<(u64, u64)> {
-    let (major, minor) = dev.split_once(':')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
-}
-
-/// v1 `blkio.throttle.io_service_bytes`: `8:0 Read 4096` lines (and a `Total` line).
-pub fn parse_blkio_v1(text: &str) -> Vec<BlkioEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let (major, minor) = major_minor(words.next()?)?;
-            let op = words.next()?.to_string();
-            let value = words.next()?.parse().ok()?;
-            Some(BlkioEntry {
-                major,
-                minor,
-                op,
-                value,
-            })
-        })
-        .collect()
-}
-
-/// v2 `io.stat`: `8:0 rbytes=1 wbytes=2 rios=3 ...` becomes Docker's read/write entries.
-pub fn parse_io_stat_v2(text: &str) -> Vec<BlkioEntry> {
-    let mut entries = Vec::new();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let Some((major, minor)) = words.next().and_then(major_minor) else {
-            continue;
-        };
-        for word in words {
-            let Some((key, value)) = word.split_once('=') else {
-                continue;
-            };
-            let op = match key {
-                "rbytes" => "read",
-                "wbytes" => "write",
-                _ => continue,
-            };
-            if let Ok(value) = value.parse() {
-                entries.push(BlkioEntry {
-                    major,
-                    minor,
-                    op: op.to_string(),
-                    value,
-                });
-            }
-        }
-    }
-    entries
-}
-
 // ---- the engine's side ----
 
 /// Reads one container's stats again and again, each with the previous CPU reading. It
@@ -398,7 +224,7 @@ pub fn parse_io_stat_v2(text: &str) -> Vec<BlkioEntry> {
 pub struct StatsReader {
     handle: std::sync::Weak<Handle>,
     id: String,
-    cgroup: Cgroup,
+    cgroup: Box<dyn CgroupManager>,
     host: Host,
     previous: Option<(String, CpuStats)>,
 }
@@ -407,7 +233,7 @@ impl Engine {
     /// A stats reader for container `name_or_id` (404 when there is none).
     pub fn container_stats(&self, name_or_id: &str) -> Result<StatsReader> {
         let handle = self.containers.get(name_or_id)?;
-        let cgroup = Cgroup::detect(&self.cgroup_path(&handle.id))?;
+        let cgroup = berth_runtime::cgroups::open(&self.cgroup_path(&handle.id))?;
         Ok(StatsReader {
             handle: std::sync::Arc::downgrade(&handle),
             id: handle.id.clone(),
@@ -438,7 +264,7 @@ impl StatsReader {
             self.previous = None;
             return Some(stats);
         }
-        let sample = self.cgroup.sample(&self.host);
+        let sample = Sample::new(self.cgroup.stats(), self.cgroup.version(), &self.host);
         let cpu = CpuStats {
             cpu_usage: sample.cpu_usage,
             system_cpu_usage: self.host.system_cpu_usage(),
@@ -454,7 +280,7 @@ impl StatsReader {
         stats.cpu_stats = cpu;
         stats.memory_stats = sample.memory;
         stats.pids_stats = sample.pids;
-        stats.blkio_stats.io_service_bytes_recursive = sample.io_service_bytes;
+        stats.blkio_stats.io_service_bytes_recursive = Some(sample.io_service_bytes);
         Some(stats)
     }
 

@@ -10,7 +10,7 @@ use bollard_stubs::models::ContainerTopResponse;
 
 use crate::container::Status;
 use crate::error::{Error, Result};
-use crate::stats::{parse_keyed, Cgroup, Host};
+use crate::stats::{parse_keyed, Host};
 use crate::Engine;
 
 /// A column `ps` can show, as `-o` names it.
@@ -441,7 +441,8 @@ impl Engine {
             )));
         }
         parse_args(ps_args)?;
-        let pids = Cgroup::detect(&self.cgroup_path(&handle.id))?.procs()?;
+        let cgroup = berth_runtime::cgroups::open(&self.cgroup_path(&handle.id))?;
+        let pids: Vec<i32> = cgroup.pids()?.into_iter().map(|pid| pid.as_raw()).collect();
         table(&pids, ps_args)
     }
 }

@@ -39,7 +39,7 @@ pub struct CgroupMountSource {
 }
 
 /// What every cgroup driver does for a container.
-pub trait CgroupManager {
+pub trait CgroupManager: Send {
     /// "v1" or "v2".
     fn version(&self) -> &'static str;
     /// The cgroup path relative to the hierarchy root, e.g. `/berth/abc`.

@@ -15,6 +15,7 @@ pub struct Stats {
     pub cpu: Cpu,
     pub memory: Memory,
     pub pids: Pids,
+    pub blkio: Blkio,
     /// How many processes the OOM killer has killed in the cgroup (for OOM events).
     #[serde(skip)]
     pub oom_kills: u64,
@@ -70,6 +71,24 @@ pub struct Pids {
     pub limit: u64,
 }
 
+/// Bytes read and written, per device (runc's `blkio`).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blkio {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub io_service_bytes_recursive: Vec<BlkioEntry>,
+}
+
+/// One device's count of one operation: `op` is the kernel's v1 word ("Read", "Write", "Sync",
+/// …), "Read" or "Write" on v2.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BlkioEntry {
+    pub major: u64,
+    pub minor: u64,
+    pub op: String,
+    pub value: u64,
+}
+
 /// A number file; "max" is u64::MAX, anything unreadable 0.
 fn number(read: Read, knob: &str) -> u64 {
     read(knob).map_or(0, |text| parse_number(text.trim()))
@@ -94,6 +113,62 @@ fn keyed(read: Read, knob: &str) -> BTreeMap<String, u64> {
             Some((key.to_owned(), parse_number(value.trim())))
         })
         .collect()
+}
+
+fn major_minor(device: &str) -> Option<(u64, u64)> {
+    let (major, minor) = device.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// v1's `8:0 Read 4096` lines; the `Total` line names no device and is left out.
+fn blkio_v1(read: Read) -> Blkio {
+    let text = read("blkio.throttle.io_service_bytes_recursive")
+        .or_else(|| read("blkio.throttle.io_service_bytes"))
+        .unwrap_or_default();
+    let entry = |line: &str| {
+        let mut words = line.split_whitespace();
+        let (major, minor) = major_minor(words.next()?)?;
+        let op = words.next()?.to_owned();
+        let value = words.next()?.parse().ok()?;
+        Some(BlkioEntry {
+            major,
+            minor,
+            op,
+            value,
+        })
+    };
+    Blkio {
+        io_service_bytes_recursive: text.lines().filter_map(entry).collect(),
+    }
+}
+
+/// v2's `io.stat`: `8:0 rbytes=1 wbytes=2 rios=3 …` lines, of which the byte counts.
+fn blkio_v2(read: Read) -> Blkio {
+    let mut entries = Vec::new();
+    for line in read("io.stat").unwrap_or_default().lines() {
+        let mut words = line.split_whitespace();
+        let Some((major, minor)) = words.next().and_then(major_minor) else {
+            continue;
+        };
+        for (key, value) in words.filter_map(|word| word.split_once('=')) {
+            let op = match key {
+                "rbytes" => "Read",
+                "wbytes" => "Write",
+                _ => continue,
+            };
+            if let Ok(value) = value.parse() {
+                entries.push(BlkioEntry {
+                    major,
+                    minor,
+                    op: op.to_owned(),
+                    value,
+                });
+            }
+        }
+    }
+    Blkio {
+        io_service_bytes_recursive: entries,
+    }
 }
 
 fn pids(read: Read) -> Pids {
@@ -147,6 +222,7 @@ pub(super) fn v1(read: Read) -> Stats {
             raw,
         },
         pids: pids(read),
+        blkio: blkio_v1(read),
         oom_kills: keyed(read, "memory.oom_control")
             .get("oom_kill")
             .copied()
@@ -191,6 +267,7 @@ pub(super) fn v2(read: Read) -> Stats {
             raw,
         },
         pids: pids(read),
+        blkio: blkio_v2(read),
         oom_kills: events.get("oom_kill").copied().unwrap_or(0),
     }
 }
@@ -219,6 +296,10 @@ mod tests {
             ("memory.events", "low 0\nmax 2\noom 1\noom_kill 1\n"),
             ("pids.current", "3\n"),
             ("pids.max", "max\n"),
+            (
+                "io.stat",
+                "8:0 rbytes=4096 wbytes=512 rios=1 dbytes=0\n253:1 rbytes=1 wbytes=2\n",
+            ),
         ]);
         let stats = v2(&read);
         assert_eq!(stats.cpu.usage.total, 5000);
@@ -229,6 +310,23 @@ mod tests {
         assert_eq!(stats.memory.usage.failcnt, 2);
         assert_eq!(stats.oom_kills, 1);
         assert_eq!((stats.pids.current, stats.pids.limit), (3, 0));
+        assert_eq!(
+            blkio_summary(&stats),
+            [
+                (8, 0, "Read", 4096),
+                (8, 0, "Write", 512),
+                (253, 1, "Read", 1),
+                (253, 1, "Write", 2)
+            ]
+        );
+    }
+
+    fn blkio_summary(stats: &Stats) -> Vec<(u64, u64, &str, u64)> {
+        let entries = &stats.blkio.io_service_bytes_recursive;
+        entries
+            .iter()
+            .map(|e| (e.major, e.minor, e.op.as_str(), e.value))
+            .collect()
     }
 
     #[test]
@@ -245,6 +343,10 @@ mod tests {
             ),
             ("pids.current", "1\n"),
             ("pids.max", "10\n"),
+            (
+                "blkio.throttle.io_service_bytes",
+                "8:0 Read 4096\n8:0 Write 0\nTotal 4096\n",
+            ),
         ]);
         let stats = v1(&read);
         assert_eq!(stats.cpu.usage.total, 123);
@@ -254,6 +356,10 @@ mod tests {
         assert_eq!(stats.memory.raw["rss"], 100);
         assert_eq!(stats.oom_kills, 4);
         assert_eq!((stats.pids.current, stats.pids.limit), (1, 10));
+        assert_eq!(
+            blkio_summary(&stats),
+            [(8, 0, "Read", 4096), (8, 0, "Write", 0)]
+        );
         // Missing files are zero, not errors.
         assert_eq!(stats.memory.swap.limit, 0);
     }
