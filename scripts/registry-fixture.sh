@@ -8,9 +8,11 @@
 #   registry-fixture.sh start DIR PORT
 #       run `docker-registry serve DIR/config.yml` in the background: storage in
 #       DIR/storage, HTTP on 127.0.0.1:PORT, no auth; pid in DIR/registry.pid,
-#       log in DIR/registry.log. Returns once GET /v2/ answers (or fails after
-#       START_TIMEOUT seconds). A registry left in DIR by an earlier run is
-#       stopped first; a PORT somebody else answers on is refused.
+#       log in DIR/registry.log. A file DIR/auth.yml becomes the config's
+#       `auth:` section (its lines indented as under that key). Returns once
+#       GET /v2/ answers, 200 or 401 (or fails after START_TIMEOUT seconds). A
+#       registry left in DIR by an earlier run is stopped first; a PORT somebody
+#       else answers on is refused.
 #   registry-fixture.sh stop DIR
 #       stop the registry started in DIR (nothing to do if none is running)
 #   registry-fixture.sh busybox-image DIR
@@ -56,7 +58,8 @@ abs_dir() {
     (cd -- "$1" && pwd -P) || die "cannot enter directory $1"
 }
 
-# write_registry_config DIR PORT — DIR/config.yml for a local, auth-less registry.
+# write_registry_config DIR PORT — DIR/config.yml for a local registry, with
+# DIR/auth.yml as its auth section if there is one.
 write_registry_config() {
     cat >"$1/config.yml" <<EOF
 version: 0.1
@@ -76,6 +79,10 @@ http:
   addr: 127.0.0.1:$2
   secret: berth-registry-fixture
 EOF
+    if [[ -f $1/auth.yml ]]; then
+        echo "auth:" >>"$1/config.yml"
+        cat -- "$1/auth.yml" >>"$1/config.yml"
+    fi
 }
 
 # registry_pid DIR — the pid of the registry started in DIR, if it still runs.
@@ -100,9 +107,12 @@ process_alive() {
     [[ ${stat%% *} != Z ]]
 }
 
-# registry_answers PORT — GET /v2/ on 127.0.0.1:PORT succeeds.
+# registry_answers PORT — GET /v2/ on 127.0.0.1:PORT answers as a registry does:
+# 200, or 401 where it wants credentials.
 registry_answers() {
-    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$1/v2/"
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/v2/") || return 1
+    [[ $code == 200 || $code == 401 ]]
 }
 
 # port_taken PORT — something accepts connections on 127.0.0.1:PORT. (curl's

@@ -2,35 +2,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use common::{fixtures_dir, Daemon};
+use common::Daemon;
 
-/// python3-docker, installed once per test binary through scripts/deps.sh (under a lock so
-/// test binaries never run apt at once).
+/// python3-docker, installed once per test binary.
 fn install_docker_py() {
     static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
-        let script = format!(
-            ". '{}/deps.sh' && need_debian_packages python3-docker",
-            scripts.display()
-        );
-        let out = Command::new("flock")
-            .arg(fixtures_dir().join(".apt-install.lock"))
-            .args(["bash", "-c", &script])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run deps.sh");
-        assert!(
-            out.status.success(),
-            "installing python3-docker failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    DONE.get_or_init(|| berth_testkit::need_debian_packages(&["python3-docker"]));
 }
 
 /// Run a Python snippet with `client` connected to `d`; its stdout.

@@ -154,101 +154,27 @@ fn docker_pull_and_push_against_a_local_registry() {
     assert!(inspected.contains("\"Digest\""), "{inspected}");
 }
 
-/// A docker-registry on 127.0.0.1 that wants Basic auth (htpasswd), stopped on drop.
-struct AuthRegistry {
-    child: std::process::Child,
-    host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl AuthRegistry {
-    const USER: &'static str = "berth";
-    const PASSWORD: &'static str = "s3cret-pass";
-
-    fn start() -> AuthRegistry {
-        // docker-registry comes with the harness; htpasswd from apache2-utils.
-        registry::Registry::start();
-        let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
-        let install = format!(
-            ". '{}/deps.sh' && need_debian_packages apache2-utils",
-            scripts.display()
-        );
-        let lock = registry::fixtures_dir().join(".registry-install.lock");
-        let status = std::process::Command::new("flock")
-            .arg(lock)
-            .args(["bash", "-c", &install])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let dir = tempfile::tempdir().unwrap();
-        let htpasswd = std::process::Command::new("htpasswd")
-            .args(["-Bbn", Self::USER, Self::PASSWORD])
-            .output()
-            .unwrap();
-        std::fs::write(dir.path().join("htpasswd"), htpasswd.stdout).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "version: 0.1\nlog: {{level: warn}}\n\
-             storage: {{filesystem: {{rootdirectory: {0}/storage}}}}\n\
-             http: {{addr: 127.0.0.1:{port}, secret: berth-test}}\n\
-             auth:\n  htpasswd:\n    realm: berth-basic\n    path: {0}/htpasswd\n",
-            dir.path().display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let host = format!("127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&host).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "registry did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        AuthRegistry {
-            child,
-            host,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
+const USER: &str = "berth";
+const PASSWORD: &str = "s3cret-pass";
 
 #[test]
 fn docker_push_and_pull_send_the_clients_credentials() {
     use base64::Engine as _;
-    let reg = AuthRegistry::start();
+    let reg = registry::Registry::start_with_htpasswd(USER, PASSWORD);
     let d = Daemon::start_with_busybox("img-auth");
-    let name = format!("{}/private:1", reg.host);
+    let name = format!("{}/private:1", reg.host());
     d.docker_ok(&["tag", "busybox", &name]);
     // Not logged in: the registry refuses.
     let out = d.docker(&["push", &name]);
     assert!(!out.status.success(), "{}", stdout(&out));
     // Logged in (the CLI's config file): the credentials travel in X-Registry-Auth.
-    let pair = format!("{}:{}", AuthRegistry::USER, AuthRegistry::PASSWORD);
+    let pair = format!("{USER}:{PASSWORD}");
     let auth = base64::engine::general_purpose::STANDARD.encode(pair);
     let config = d.dir.path().join("docker-config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(
         config.join("config.json"),
-        serde_json::json!({ "auths": { &reg.host: { "auth": auth } } }).to_string(),
+        serde_json::json!({ "auths": { (reg.host()): { "auth": auth } } }).to_string(),
     )
     .unwrap();
     let out = d.docker_ok(&["push", &name]);

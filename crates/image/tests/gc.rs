@@ -485,13 +485,13 @@ fn sha256sum(path: &Path) -> Digest {
 /// layout), built once and kept; a build is swapped in by rename, so a half-built fixture is
 /// never used.
 fn big_image() -> PathBuf {
-    let dir = fixtures_dir().join("gc-big-image");
+    let dir = berth_testkit::fixtures_dir().join("gc-big-image");
     if dir.join("oci/index.json").is_file() {
         return dir;
     }
     let build = tempfile::Builder::new()
         .prefix(".gc-big-image.")
-        .tempdir_in(fixtures_dir())
+        .tempdir_in(berth_testkit::fixtures_dir())
         .unwrap();
     write_rootfs(&build.path().join("rootfs"));
     write_layout(&build.path().join("rootfs"), &build.path().join("oci"));

@@ -9,9 +9,8 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 use std::{fs, thread};
 
 use berth_image::digest::Digest;
@@ -26,10 +25,6 @@ use common::{
 const USER: &str = "berth";
 const PASSWORD: &str = "s3cret-pass";
 
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
-}
-
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().expect("spawn");
     assert!(
@@ -40,26 +35,10 @@ fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
-/// docker-registry, htpasswd and openssl, installed once per test process, under the lock
-/// the harness takes for its own install (so two test binaries never run apt at once).
+/// openssl (the registry comes with the harness), installed once per test process.
 fn install_tools() {
     static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let lock = common::fixtures_dir().join(".registry-install.lock");
-        let script = format!(
-            "bash '{0}/registry-fixture.sh' install && . '{0}/deps.sh' && \
-             need_debian_packages apache2-utils openssl",
-            scripts().display()
-        );
-        run(Command::new("flock")
-            .arg(lock)
-            .args(["bash", "-c", &script]));
-    });
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    DONE.get_or_init(|| berth_testkit::need_debian_packages(&["openssl"]));
 }
 
 fn client_for(registry: &str, creds: Option<(&str, &str)>) -> RegistryClient {
@@ -115,85 +94,17 @@ fn push_tiny(client: &RegistryClient, repo: &Repository, image: &TinyImage) -> D
         .unwrap()
 }
 
-// --- a registry with auth, started by this file ----------------------------------------
+// --- registries with auth ---------------------------------------------------------------
 
-/// A docker-registry with an `auth:` section, on a free port of 127.0.0.1.
-struct AuthRegistry {
-    child: Child,
-    host: String,
-    dir: tempfile::TempDir,
-}
-
-impl AuthRegistry {
-    fn start(auth: impl FnOnce(&Path) -> String) -> AuthRegistry {
-        install_tools();
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = format!(
-            "version: 0.1\nlog: {{level: warn}}\n\
-             storage: {{filesystem: {{rootdirectory: {}/storage}}}}\n\
-             http: {{addr: 127.0.0.1:{port}, secret: berth-test}}\nauth:\n{}",
-            dir.path().display(),
-            auth(dir.path())
-        );
-        fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let registry = AuthRegistry {
-            child,
-            host: format!("127.0.0.1:{port}"),
-            dir,
-        };
-        registry.wait_until_listening();
-        registry
-    }
-
-    fn wait_until_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&self.host).is_err() {
-            let log = fs::read_to_string(self.dir.path().join("registry.log"));
-            assert!(Instant::now() < deadline, "registry did not start: {log:?}");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A registry that wants Basic auth checked against an htpasswd file.
-    fn htpasswd() -> AuthRegistry {
-        AuthRegistry::start(|dir| {
-            let file = dir.join("htpasswd");
-            let out = run(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
-            fs::write(&file, out).unwrap();
-            format!(
-                "  htpasswd:\n    realm: berth-basic\n    path: {}\n",
-                file.display()
-            )
-        })
-    }
-
-    /// A registry that wants bearer tokens from `realm`, signed by the key in `dir`.
-    fn token(realm: &str, token_dir: &Path) -> AuthRegistry {
-        AuthRegistry::start(|_| {
-            format!(
-                "  token:\n    realm: {realm}\n    service: berth-registry\n    \
-                 issuer: berth-test\n    rootcertbundle: {}\n",
-                token_dir.join("cert.pem").display()
-            )
-        })
-    }
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
+/// A registry that wants bearer tokens from `realm`, signed by the key in `token_dir`.
+fn token_registry(realm: &str, token_dir: &Path) -> Registry {
+    Registry::start_with_auth(|_| {
+        format!(
+            "  token:\n    realm: {realm}\n    service: berth-registry\n    \
+             issuer: berth-test\n    rootcertbundle: {}\n",
+            token_dir.join("cert.pem").display()
+        )
+    })
 }
 
 // --- a tiny HTTP server for token realms and redirect targets ---------------------------
@@ -331,23 +242,23 @@ fn assert_unauthorized(result: Result<impl std::fmt::Debug, RegistryError>, need
 
 #[test]
 fn basic_auth_with_htpasswd() {
-    let registry = AuthRegistry::htpasswd();
-    let repo = Repository::new(&registry.host, "basic/tiny").unwrap();
+    let registry = Registry::start_with_htpasswd(USER, PASSWORD);
+    let repo = Repository::new(&registry.host(), "basic/tiny").unwrap();
     let image = tiny_image("basic");
 
-    let client = client_for(&registry.host, Some((USER, PASSWORD)));
+    let client = client_for(&registry.host(), Some((USER, PASSWORD)));
     let digest = push_tiny(&client, &repo, &image);
     let got = client.get_manifest(&repo, "v1", &[]).unwrap();
     assert_eq!((got.digest, got.bytes), (digest, image.manifest.clone()));
 
-    let anonymous = client_for(&registry.host, None);
+    let anonymous = client_for(&registry.host(), None);
     let result = anonymous.get_manifest(&repo, "v1", &[]);
     assert_unauthorized(result, "requires a username and password");
 
-    let wrong = client_for(&registry.host, Some((USER, "wrong")));
-    assert_unauthorized(wrong.get_manifest(&repo, "v1", &[]), &registry.host);
+    let wrong = client_for(&registry.host(), Some((USER, "wrong")));
+    assert_unauthorized(wrong.get_manifest(&repo, "v1", &[]), &registry.host());
     let layer = Digest::of(&image.layer);
-    assert_unauthorized(wrong.blob_exists(&repo, &layer), &registry.host);
+    assert_unauthorized(wrong.blob_exists(&repo, &layer), &registry.host());
 }
 
 #[test]
@@ -356,11 +267,11 @@ fn bearer_token_auth_with_a_token_server() {
     let keys = tempfile::tempdir().unwrap();
     let server = token_server(signed_token(keys.path(), "tok/tiny"));
     let realm = format!("http://127.0.0.1:{}/token", server.port);
-    let registry = AuthRegistry::token(&realm, keys.path());
-    let repo = Repository::new(&registry.host, "tok/tiny").unwrap();
+    let registry = token_registry(&realm, keys.path());
+    let repo = Repository::new(&registry.host(), "tok/tiny").unwrap();
     let image = tiny_image("token");
 
-    let client = client_for(&registry.host, Some((USER, PASSWORD)));
+    let client = client_for(&registry.host(), Some((USER, PASSWORD)));
     let digest = push_tiny(&client, &repo, &image);
     let got = client
         .get_manifest(&repo, &digest.to_string(), &[])
@@ -384,10 +295,10 @@ fn bearer_token_auth_with_a_token_server() {
     assert!(scopes[1].contains("scope=repository%3Atok%2Ftiny%3Apull "));
 
     // A repository the token does not cover: the registry still says 401.
-    let other = Repository::new(&registry.host, "tok/other").unwrap();
+    let other = Repository::new(&registry.host(), "tok/other").unwrap();
     assert_unauthorized(client.get_manifest(&other, "v1", &[]), "");
 
-    let wrong = client_for(&registry.host, Some((USER, "wrong")));
+    let wrong = client_for(&registry.host(), Some((USER, "wrong")));
     assert_unauthorized(wrong.get_manifest(&repo, "v1", &[]), "bad credentials");
 }
 
@@ -686,7 +597,7 @@ fn unknown_names_give_distinct_errors() {
 }
 
 /// A port of 127.0.0.1 that refuses connections for as long as the returned socket lives:
-/// bound but not listening. A port found free and let go (`free_port`) could be taken by
+/// bound but not listening. A port found free and let go could be taken by
 /// another test's server, or be an outgoing connection's source port, before it is used.
 fn dead_port() -> (std::os::fd::OwnedFd, u16) {
     use nix::sys::socket::SockaddrIn;

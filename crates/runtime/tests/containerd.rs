@@ -202,7 +202,7 @@ impl Containerd {
         let tar = self.ctx.path().join("busybox-oci.tar");
         let status = Command::new("tar")
             .arg("-C")
-            .arg(busybox_layout())
+            .arg(berth_testkit::busybox_image().join("oci"))
             .arg("-cf")
             .arg(&tar)
             .arg(".")
@@ -411,29 +411,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   path = "{d}/opt"
 "#
     )
-}
-
-/// The busybox OCI layout of scripts/registry-fixture.sh (shared with the daemon's tests;
-/// the script locks and leaves an up-to-date layout alone).
-fn busybox_layout() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-fixtures/busybox-image");
-    let out = Command::new("bash")
-        .arg(workspace_root().join("scripts/registry-fixture.sh"))
-        .arg("busybox-image")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run registry-fixture.sh");
-    assert!(
-        out.status.success(),
-        "registry-fixture.sh busybox-image failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("oci")
 }
 
 /// `name` on PATH or in the sbin directories (runc is in /usr/sbin).

@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 
 pub const DOCKER: &str = "/usr/local/bin/docker";
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// berthd, and its siblings berth-monitor, berth-init and berth.
 fn binary(name: &str) -> PathBuf {
     let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
@@ -33,37 +29,9 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// `target/test-fixtures`: fixtures shared by test binaries and runs.
-pub fn fixtures_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-fixtures");
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-    dir
-}
-
-/// The busybox OCI layout (`scripts/registry-fixture.sh busybox-image`), built once per
-/// test binary; the script itself locks and skips an up-to-date layout.
-pub fn busybox_layout() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = fixtures_dir().join("busybox-image");
-        let out = Command::new("bash")
-            .arg(workspace_root().join("scripts/registry-fixture.sh"))
-            .arg("busybox-image")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run registry-fixture.sh");
-        assert!(
-            out.status.success(),
-            "registry-fixture.sh busybox-image failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir.join("oci")
-    })
+/// berth-testkit's busybox OCI layout.
+pub fn busybox_layout() -> PathBuf {
+    berth_testkit::busybox_image().join("oci")
 }
 
 /// A response read off the socket.
@@ -154,7 +122,7 @@ impl Daemon {
         let repo =
             berth_image::reference::Reference::parse_normalized("busybox").expect("reference");
         store
-            .load_oci_layout(layout, Some(&repo))
+            .load_oci_layout(&layout, Some(&repo))
             .unwrap_or_else(|e| panic!("loading busybox from {}: {e:#}", layout.display()));
     }
 

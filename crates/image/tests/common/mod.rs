@@ -5,21 +5,21 @@
 //!   in its own directory under `$TMPDIR/berth-test-registries/<pid>-<n>`; dropping it stops
 //!   the registry and removes the directory. Registries left behind by a test process that
 //!   was killed (its pid is gone) are stopped and removed by the next `start`.
-//! - [`busybox_oci_layout`] / [`busybox_two_layer_oci_layout`]: OCI image layouts built by
-//!   `scripts/registry-fixture.sh busybox-image` (tar, gzip, sha256sum, jq; no berth code)
-//!   into `target/test-fixtures/busybox-image`, once per test binary, under an flock.
+//! - [`busybox_oci_layout`] / [`busybox_two_layer_oci_layout`]: berth-testkit's OCI image
+//!   layouts (`scripts/registry-fixture.sh busybox-image`: tar, gzip, sha256sum, jq; no berth
+//!   code).
 //! - [`skopeo`] and [`push_with_skopeo`]: the independent client.
 //! - [`Registry::get`]: a plain HTTP/1.1 GET, to look at what the registry serves.
 //!
 //! `scripts/registry-fixture.sh install` (idempotent: apt only for what is missing) runs
-//! once per test binary, under an flock shared by all of them.
+//! once per test binary, under the install lock shared by all of them.
 #![allow(dead_code)]
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,67 +30,20 @@ use serde_json::Value;
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
-// Paths, the script, locks
+// Paths, the script
 // ---------------------------------------------------------------------------------------------
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-/// `target/test-fixtures`: built fixtures shared by test binaries and runs.
-pub fn fixtures_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-fixtures");
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-    dir
-}
-
 fn script() -> PathBuf {
-    let script = workspace_root().join("scripts/registry-fixture.sh");
-    assert!(script.exists(), "{} is missing", script.display());
-    script
-}
-
-/// Runs `registry-fixture.sh ARGS...`; panics with its output if it fails.
-fn run_script(args: &[&str]) -> Output {
-    let out = Command::new("bash")
-        .arg(script())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run registry-fixture.sh");
-    assert!(
-        out.status.success(),
-        "registry-fixture.sh {} failed ({}):\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs `f` holding an exclusive flock on `target/test-fixtures/.NAME.lock`, which
-/// serialises concurrent test binaries doing the same work.
-fn with_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
-    let path = fixtures_dir().join(format!(".{name}.lock"));
-    let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
-    f()
+    berth_testkit::workspace_root().join("scripts/registry-fixture.sh")
 }
 
 /// `registry-fixture.sh install`, once per test binary.
-fn install() {
+pub fn install() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        with_lock("registry-install", || run_script(&["install"]));
+        berth_testkit::with_install_lock(|| {
+            berth_testkit::run_script("registry-fixture.sh", &["install"])
+        });
     });
 }
 
@@ -98,16 +51,9 @@ fn install() {
 // Images
 // ---------------------------------------------------------------------------------------------
 
-/// `target/test-fixtures/busybox-image`, built once per test binary.
 fn busybox_image_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        install();
-        let dir = fixtures_dir().join("busybox-image");
-        let arg = dir.to_str().expect("fixture path is UTF-8");
-        with_lock("busybox-image", || run_script(&["busybox-image", arg]));
-        dir
-    })
+    install();
+    berth_testkit::busybox_image()
 }
 
 /// An OCI layout of busybox: one layer, tagged `latest`. Read-only use only.
@@ -197,9 +143,40 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_in(new_registry_dir())
+    }
+
+    /// A registry that wants credentials: `auth(dir)` writes what it needs into the
+    /// registry's directory (an htpasswd file, a certificate) and gives the lines of the
+    /// config's `auth:` section, indented as under that key.
+    pub fn start_with_auth(auth: impl FnOnce(&Path) -> String) -> Registry {
+        let dir = new_registry_dir();
+        let section = auth(&dir);
+        fs::write(dir.join("auth.yml"), section).expect("write auth.yml");
+        Self::start_in(dir)
+    }
+
+    /// A registry that wants Basic auth, `user` and `password` in an htpasswd file.
+    pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
+        berth_testkit::need_debian_packages(&["apache2-utils"]);
+        Registry::start_with_auth(|dir| {
+            let htpasswd = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("run htpasswd");
+            assert!(htpasswd.status.success(), "htpasswd: {htpasswd:?}");
+            let file = dir.join("htpasswd");
+            fs::write(&file, htpasswd.stdout).expect("write htpasswd");
+            format!(
+                "  htpasswd:\n    realm: berth-basic\n    path: {}\n",
+                file.display()
+            )
+        })
+    }
+
+    fn start_in(dir: PathBuf) -> Registry {
         install();
         sweep_leftovers();
-        let dir = new_registry_dir();
         let arg = dir.to_str().expect("temp path is UTF-8").to_string();
         // A free port may be taken by somebody else before the registry binds it: retry.
         let mut failure = String::new();

@@ -3,14 +3,13 @@
 //! cgroups) when a test ends.
 #![allow(dead_code)]
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use berth_monitor::client;
@@ -27,40 +26,9 @@ pub fn monitor_bin() -> PathBuf {
 }
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The busybox rootfs shared with the runtime's tests (built once, under their lock).
+/// The busybox rootfs shared with the runtime's tests (berth-testkit's).
 pub fn rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .unwrap()
-            .join("test-fixtures");
-        fs::create_dir_all(&dir).unwrap();
-        let lock = File::create(dir.join(".busybox-rootfs.lock")).unwrap();
-        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .expect("flock");
-        let dest = dir.join("busybox-rootfs");
-        let out = Command::new("bash")
-            .arg(workspace_root().join("scripts/make-busybox-rootfs.sh"))
-            .arg(&dest)
-            .stdin(Stdio::null())
-            .output()
-            .expect("make-busybox-rootfs.sh");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dest
-    })
+    berth_testkit::busybox_rootfs()
 }
 
 /// One test's world: temp dir, runtime root, cgroup parent; cleaned up on drop.

@@ -11,9 +11,8 @@
 //! process whose initial environment holds the marker (the runtime's own forked init before it
 //! execs, or the user's program after) belongs to that bundle.
 //!
-//! The busybox rootfs is made by `scripts/make-busybox-rootfs.sh` (idempotent: it rebuilds
-//! only what is missing or outdated) into `target/test-fixtures/busybox-rootfs`, once per test
-//! binary, under an flock. Tests use it read-only; tests that write to the rootfs, or that
+//! The busybox rootfs is berth-testkit's (`scripts/make-busybox-rootfs.sh`, in
+//! `target/test-fixtures/busybox-rootfs`). Tests use it read-only; tests that write to the rootfs, or that
 //! check for leftover mounts of it, use a private copy (`Ctx::private_bundle`).
 #![allow(dead_code)]
 
@@ -24,7 +23,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -46,64 +45,9 @@ pub const HOST_ONLY_VAR: &str = "BERTH_TEST_HOST_ONLY";
 // Fixture: the busybox rootfs
 // ---------------------------------------------------------------------------------------------
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-fixtures")
-}
-
 /// The shared busybox rootfs (absolute path). Read-only use only.
 pub fn rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(build_rootfs)
-}
-
-fn build_rootfs() -> PathBuf {
-    let dir = fixtures_dir();
-    fs::create_dir_all(&dir).expect("create target/test-fixtures");
-    let lock_file = File::create(dir.join(".busybox-rootfs.lock")).expect("lock file");
-    // Serialises concurrent test binaries; released when `_lock` drops. The script is
-    // idempotent and atomic itself (it leaves an up-to-date tree alone and swaps a rebuilt one
-    // in by rename), the lock only avoids duplicate work.
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("flock fixture lock");
-    let dest = dir.join("busybox-rootfs");
-    let script = workspace_root().join("scripts/make-busybox-rootfs.sh");
-    assert!(
-        script.exists(),
-        "fixture script {} is missing: the busybox rootfs cannot be built",
-        script.display()
-    );
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(&dest)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run make-busybox-rootfs.sh");
-    assert!(
-        out.status.success(),
-        "{} {} failed ({}):\n{}\n{}",
-        script.display(),
-        dest.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        dest.join("bin/sh").exists(),
-        "make-busybox-rootfs.sh produced no bin/sh in {}",
-        dest.display()
-    );
-    dest
+    berth_testkit::busybox_rootfs()
 }
 
 /// `cp -a` (keeps symlinks, modes, owners).
