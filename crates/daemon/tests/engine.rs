@@ -231,7 +231,22 @@ fn network_none_has_loopback_and_host_sees_the_host() {
 fn users_capabilities_and_rlimits_like_docker() {
     let d = Daemon::start_with_busybox("process");
     let out = d.docker_ok(&["run", "--rm", "-u", "nobody", "busybox", "id"]);
-    assert!(out.starts_with("uid=65534(nobody)"), "{out}");
+    assert_eq!(
+        out.trim(),
+        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"
+    );
+    // The primary group is a supplementary one too, as with Docker (CVE-2022-36109).
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "1000:1000",
+        "--group-add",
+        "50",
+        "busybox",
+        "id",
+    ]);
+    assert_eq!(out.trim(), "uid=1000 gid=1000 groups=50,1000");
     // A start that fails after the monitor was launched (the user is looked up meanwhile)
     // leaves no monitor behind, not even a zombie: berthd's one child, if any, is its spare
     // monitor, waiting in / for a container to serve.

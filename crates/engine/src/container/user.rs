@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 pub struct ResolvedUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups: the user's groups from /etc/group plus `--group-add`.
+    /// Supplementary groups: the primary group, the user's groups from /etc/group and
+    /// `--group-add`.
     pub additional_gids: Vec<u32>,
     /// The home directory (for `HOME`), `/` when unknown.
     pub home: String,
@@ -64,6 +65,9 @@ pub fn resolve(rootfs: &Path, user: &str, group_add: &[String]) -> Result<Resolv
     if let Some(g) = group_part {
         gid = lookup_group(&groups, g)?;
     }
+    // The primary group is a supplementary one too, as Docker has it since CVE-2022-36109:
+    // a process that changes its gid (a setgid program) keeps it, so a file's group
+    // permissions that deny this group still deny it.
     let mut additional_gids: Vec<u32> = match (&name, group_part) {
         // An explicit group replaces the user's supplementary groups, as in Docker.
         (Some(name), None) => groups
@@ -76,7 +80,7 @@ pub fn resolve(rootfs: &Path, user: &str, group_add: &[String]) -> Result<Resolv
     for g in group_add {
         additional_gids.push(lookup_group(&groups, g)?);
     }
-    additional_gids.retain(|&g| g != gid);
+    additional_gids.push(gid);
     additional_gids.sort_unstable();
     additional_gids.dedup();
     Ok(ResolvedUser {
@@ -202,12 +206,14 @@ mod tests {
         let r = resolve(root.path(), "web", &[]).unwrap();
         assert_eq!(
             (r.uid, r.gid, r.additional_gids.clone()),
-            (33, 33, vec![500])
+            (33, 33, vec![33, 500])
         );
         let r = resolve(root.path(), "web:root", &[]).unwrap();
-        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (33, 0, vec![]));
+        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (33, 0, vec![0]));
         let r = resolve(root.path(), "1234:99", &["extra".into()]).unwrap();
-        assert_eq!((r.uid, r.gid, r.additional_gids), (1234, 99, vec![500]));
+        assert_eq!((r.uid, r.gid, r.additional_gids), (1234, 99, vec![99, 500]));
+        let r = resolve(root.path(), "1234", &["99".into()]).unwrap();
+        assert_eq!((r.uid, r.gid, r.additional_gids), (1234, 0, vec![0, 99]));
         let err = resolve(root.path(), "nosuch", &[]).unwrap_err().to_string();
         assert!(err.contains("unable to find user nosuch"), "{err}");
     }
