@@ -235,6 +235,21 @@ fn users_capabilities_and_rlimits_like_docker() {
         out.trim(),
         "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"
     );
+    // Each process leads a session of its own and has no signal ignored, as with Docker.
+    let status = ["grep", "-E", "^(NSpgid|NSsid|SigIgn):", "/proc/self/status"];
+    let out = d.docker_ok(&[&["run", "--rm", "busybox"][..], &status].concat());
+    assert_eq!(out, "NSpgid:\t1\nNSsid:\t1\nSigIgn:\t0000000000000000\n");
+    let id = d.docker_ok(&["run", "-d", "busybox", "sleep", "100"]);
+    let out = d.docker_ok(&[&["exec", id.trim()][..], &status].concat());
+    let exec = out
+        .lines()
+        .map(|l| l.split('\t').nth(1))
+        .collect::<Vec<_>>();
+    assert!(
+        exec[0] == exec[1] && exec[0] != Some("0") && exec[2] == Some("0000000000000000"),
+        "{out}"
+    );
+    d.docker_ok(&["rm", "-f", id.trim()]);
     // The primary group is a supplementary one too, as with Docker (CVE-2022-36109).
     let out = d.docker_ok(&[
         "run",

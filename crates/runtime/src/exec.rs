@@ -19,7 +19,7 @@ use oci_spec::runtime::Process;
 
 use crate::cgroups::{self, SelfJoin};
 use crate::container::{init_pidfd, read_message};
-use crate::init::{reset_signals, wait_for_parent, MSG_ERROR, MSG_GO};
+use crate::init::{become_session_leader, reset_signals, wait_for_parent, MSG_ERROR, MSG_GO};
 use crate::state::{self, State, Status};
 use crate::{console, process, seccomp, sys};
 
@@ -218,6 +218,8 @@ fn prepare_and_exec(child: &Child) -> anyhow::Error {
                 .context("process.terminal needs a console socket")?;
             let user = process.user();
             console::setup_pty(socket, user.uid(), user.gid(), false)?;
+        } else {
+            become_session_leader()?;
         }
         process::set_rlimits(process)?;
         process::enter_cwd(process)?;

@@ -112,7 +112,10 @@ fn prepare(args: &InitArgs) -> Result<(std::path::PathBuf, Option<Vec<u8>>)> {
         let socket = args
             .console
             .context("process.terminal needs --console-socket")?;
+        // A session of its own, with the pty as its controlling terminal.
         crate::console::setup(socket, process.user().uid(), process.user().gid())?;
+    } else {
+        become_session_leader()?;
     }
     rootfs::finish(args.spec)?;
     // Unless we moved ourselves, the parent moves us into our cgroup while we set up the
@@ -243,16 +246,25 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// A session of the process's own, as runc makes for every container process: none of the
+/// caller's outside the container's namespaces, and job control (a shell's process groups)
+/// works inside.
+pub(crate) fn become_session_leader() -> Result<()> {
+    nix::unistd::setsid().context("setsid")?;
+    Ok(())
+}
+
 /// The program gets default dispositions and an empty mask, whatever the runtime inherited
 /// or set up: an ignored signal stays ignored across exec (Rust ignores SIGPIPE; a caller may
-/// ignore SIGCHLD, which would make the program's children vanish unwaited).
+/// ignore SIGCHLD, which would make the program's children vanish unwaited; a parent that
+/// used posix_spawn left glibc's two reserved signals ignored).
 pub(crate) fn reset_signals() -> Result<()> {
     for signal in 1..=libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: SIG_DFL installs no handler code; numbers libc reserves just fail, harmlessly.
-        unsafe { libc::signal(signal, libc::SIG_DFL) };
+        crate::sys::default_signal_disposition(signal)
+            .with_context(|| format!("cannot reset the disposition of signal {signal}"))?;
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .context("cannot reset the signal mask")

@@ -150,6 +150,30 @@ pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// rt_sigaction(2) setting `signal`'s disposition to SIG_DFL, straight to the kernel: glibc's
+/// sigaction refuses the signals it reserves for its threads (32 and 33), which a process
+/// started by glibc's posix_spawn inherits ignored.
+pub fn default_signal_disposition(signal: i32) -> io::Result<()> {
+    // The kernel's struct sigaction (handler, flags, [restorer,] mask), all zero: SIG_DFL,
+    // no flags, nothing blocked. Zero in every layout, and as large as the largest.
+    let action = [0u64; 4];
+    const SIGSET_BYTES: usize = 8;
+    // SAFETY: the kernel reads `action` (large enough for its struct) and writes no old action.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            action.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            SIGSET_BYTES,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Mark every fd from `first` on close-on-exec, so nothing of the runtime leaks into the
 /// container's process (CVE-2024-21626).
 pub fn cloexec_from(first: u32) -> io::Result<()> {

@@ -107,6 +107,33 @@ fn run_reports_death_by_signal_as_128_plus_signal() {
     ctx.assert_nothing_left(&b);
 }
 
+/// As with runc: the process leads a session of its own (none of the caller's, which lies
+/// outside the pid namespace), and has no signal ignored or blocked, even those glibc
+/// reserves and a posix_spawn'd runtime (as this test's is) inherits ignored.
+#[test]
+fn the_process_leads_its_own_session_with_default_signal_dispositions() {
+    let ctx = Ctx::new("own_session_default_signals");
+    let b = ctx.bundle(&[
+        "grep",
+        "-E",
+        "^(NSpgid|NSsid|SigIgn|SigBlk):",
+        "/proc/self/status",
+    ]);
+    let out = ctx.run(&b);
+    out.ok();
+    let fields: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        fields,
+        [
+            "NSpgid:\t1",
+            "NSsid:\t1",
+            "SigBlk:\t0000000000000000",
+            "SigIgn:\t0000000000000000"
+        ],
+        "{out}"
+    );
+}
+
 #[test]
 fn run_killed_from_host_exits_137() {
     let ctx = Ctx::new("run_killed_from_host_exits_137");
