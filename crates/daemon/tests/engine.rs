@@ -342,6 +342,21 @@ fn users_capabilities_and_rlimits_like_docker() {
     ]);
     assert!(env.starts_with("1 /usr/local/sbin:"), "{env}");
     assert!(env.ends_with("/tmp\n"), "{env}");
+    // In Docker's order: its PATH (the image's), HOSTNAME, TERM, then the container's own
+    // variables, HOME last.
+    let env = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-t",
+        "--hostname",
+        "h",
+        "-e",
+        "A=1",
+        "busybox",
+        "env",
+    ]);
+    let keys: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    assert_eq!(keys, ["PATH", "HOSTNAME", "TERM", "A", "HOME"], "{env}");
 }
 
 #[test]

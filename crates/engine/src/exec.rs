@@ -275,7 +275,7 @@ impl Engine {
         oci_user.set_additional_gids(Some(resolved.additional_gids.clone()));
         process.set_user(oci_user);
         record.config.tty = Some(tty);
-        let env = merge_env(
+        let env = spec::merge_env(
             spec::environment(&record, &resolved),
             cfg.env.as_deref().unwrap_or_default(),
         );
@@ -441,25 +441,6 @@ fn reap_monitor(pid: i32, kill: bool) {
     while let Err(nix::Error::EINTR) = nix::sys::wait::waitpid(pid, None) {}
 }
 
-/// `base` with each `KEY=value` of `overrides` replacing the same key or appended (Docker's
-/// ReplaceOrAppendEnvValues; a bare `KEY` removes it).
-fn merge_env(mut base: Vec<String>, overrides: &[String]) -> Vec<String> {
-    let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
-    for o in overrides {
-        let k = key(o);
-        let pos = base.iter().position(|e| key(e) == k);
-        match (pos, o.contains('=')) {
-            (Some(i), true) => base[i] = o.clone(),
-            (None, true) => base.push(o.clone()),
-            (Some(i), false) => {
-                base.remove(i);
-            }
-            (None, false) => {}
-        }
-    }
-    base
-}
-
 /// Every capability this host can grant (`exec --privileged`).
 fn all_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities> {
     let set: oci_spec::runtime::Capabilities = crate::container::spec::host_capabilities()?
@@ -477,17 +458,6 @@ fn all_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_env_replaces_keys_and_appends_new_ones() {
-        let base = vec![
-            "PATH=/bin".to_string(),
-            "A=1".to_string(),
-            "B=2".to_string(),
-        ];
-        let merged = merge_env(base, &["A=x".into(), "C=3".into(), "B".into()]);
-        assert_eq!(merged, ["PATH=/bin", "A=x", "C=3"]);
-    }
 
     #[test]
     fn start_failures_map_to_docker_exit_codes() {

@@ -209,28 +209,44 @@ fn process(
     Ok(builder.build().map_err(|e| anyhow!("process: {e}"))?)
 }
 
-/// The container's Env (already merged with the image's at create) plus what Docker adds:
-/// PATH when missing, HOSTNAME, HOME, TERM with a tty.
+/// The container's Env (already merged with the image's at create) over what Docker sets
+/// first — the default PATH, HOSTNAME, TERM with a tty — and HOME last unless set, as runc
+/// adds it: `env` in a container lists them in Docker's order.
 pub fn environment(container: &Container, user: &ResolvedUser) -> Vec<String> {
-    let mut env: Vec<String> = container.config.env.clone().unwrap_or_default();
-    let has = |env: &[String], key: &str| env.iter().any(|e| e.split('=').next() == Some(key));
-    if !has(&env, "PATH") {
-        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    }
-    let mut extra = vec![format!(
-        "HOSTNAME={}",
-        container.config.hostname.clone().unwrap_or_default()
-    )];
+    let mut daemon = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        format!(
+            "HOSTNAME={}",
+            container.config.hostname.clone().unwrap_or_default()
+        ),
+    ];
     if container.config.tty.unwrap_or(false) {
-        extra.push("TERM=xterm".into());
+        daemon.push("TERM=xterm".into());
     }
-    if !has(&env, "HOME") {
-        extra.push(format!("HOME={}", user.home));
+    let mut env = merge_env(daemon, container.config.env.as_deref().unwrap_or_default());
+    if !env.iter().any(|e| e.split('=').next() == Some("HOME")) {
+        env.push(format!("HOME={}", user.home));
     }
-    // Docker puts its own additions first, so the user's values win in a later lookup.
-    extra.retain(|e| !has(&env, e.split('=').next().unwrap_or("")));
-    extra.extend(env);
-    extra
+    env
+}
+
+/// `base` with each `KEY=value` of `overrides` replacing the same key or appended (Docker's
+/// ReplaceOrAppendEnvValues; a bare `KEY` removes it).
+pub(crate) fn merge_env(mut base: Vec<String>, overrides: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
+    for o in overrides {
+        let k = key(o);
+        let pos = base.iter().position(|e| key(e) == k);
+        match (pos, o.contains('=')) {
+            (Some(i), true) => base[i] = o.clone(),
+            (None, true) => base.push(o.clone()),
+            (Some(i), false) => {
+                base.remove(i);
+            }
+            (None, false) => {}
+        }
+    }
+    base
 }
 
 fn parse_cap(name: &str) -> Result<Capability> {
@@ -519,4 +535,20 @@ fn resources(
         );
     }
     Ok(r.build().map_err(|e| anyhow!("resources: {e}"))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_replace_keys_in_place_append_new_ones_and_unset_bare_ones() {
+        let base = vec![
+            "PATH=/bin".to_string(),
+            "A=1".to_string(),
+            "B=2".to_string(),
+        ];
+        let merged = merge_env(base, &["A=x".into(), "C=3".into(), "B".into()]);
+        assert_eq!(merged, ["PATH=/bin", "A=x", "C=3"]);
+    }
 }
