@@ -225,6 +225,117 @@ fn network_none_has_loopback_and_host_sees_the_host() {
         "/proc/net/dev",
     ]);
     assert_eq!(host.lines().count(), host_ifaces, "{host}");
+    // The host's network brings the host's name, as with Docker.
+    let host_name = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let name = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert_eq!(name.trim(), host_name);
+}
+
+#[test]
+fn pid_ipc_and_uts_modes_share_or_join_like_docker() {
+    let d = Daemon::start_with_busybox("ns-modes");
+    // --pid host: the host's processes, berthd among them.
+    let berthd = d.pid().unwrap();
+    let probe = format!("test -d /proc/{berthd} && echo sees-berthd; true");
+    let out = d.docker_ok(&[
+        "run", "--rm", "--pid", "host", "busybox", "sh", "-c", &probe,
+    ]);
+    assert_eq!(out, "sees-berthd\n");
+    let out = d.docker_ok(&["run", "--rm", "busybox", "sh", "-c", &probe]);
+    assert_eq!(out, "");
+    // --pid container:<name>: that container's init is PID 1.
+    d.docker_ok(&["run", "-d", "--name", "target", "busybox", "sleep", "100"]);
+    let ps = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:target",
+        "busybox",
+        "ps",
+        "-o",
+        "pid,comm",
+    ]);
+    assert!(
+        ps.lines().any(|l| l.split_whitespace().eq(["1", "sleep"])),
+        "{ps}"
+    );
+    d.docker_ok(&["stop", "-t", "0", "target"]);
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:target",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains("cannot join PID of a non running container"),
+        "{}",
+        stderr(&out)
+    );
+    // --uts host: the host's name, which the container may not set.
+    let host_name = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let name = d.docker_ok(&["run", "--rm", "--uts", "host", "busybox", "hostname"]);
+    assert_eq!(name.trim(), host_name);
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--uts",
+        "host",
+        "--hostname",
+        "x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains("conflicting options: hostname and the UTS mode"),
+        "{}",
+        stderr(&out)
+    );
+    // --ipc host: the host's IPC namespace and /dev/shm; --ipc none: no /dev/shm.
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let ipc = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/ipc",
+    ]);
+    assert_eq!(ipc.trim(), host_ipc.to_str().unwrap());
+    let mounts = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/self/mountinfo",
+    ]);
+    assert!(!mounts.contains(" /dev/shm "), "{mounts}");
+    // Modes Docker does not know are refused by the daemon too (the docker CLI checks first).
+    let out = d.berth(&["run", "--rm", "--pid", "bogus", "busybox", "true"]);
+    assert!(stderr(&out).contains("invalid PID mode: bogus"), "{out:?}");
+    // What the container got is in its HostConfig, as Docker writes it at create.
+    d.docker_ok(&[
+        "create", "--name", "c1", "--memory", "64m", "busybox", "true",
+    ]);
+    let host_config = "{{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}} {{.HostConfig.ShmSize}} \
+                       {{.HostConfig.MemorySwap}} {{.HostConfig.PidsLimit}} {{.HostConfig.Runtime}} \
+                       {{len .HostConfig.MaskedPaths}} {{len .HostConfig.ReadonlyPaths}}";
+    assert_eq!(
+        inspect(&d, host_config, "c1"),
+        "private private 67108864 134217728 <nil> berth 13 5"
+    );
 }
 
 #[test]

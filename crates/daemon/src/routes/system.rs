@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use berth_engine::container::spec::RUNTIME;
 use berth_engine::container::Status;
 use berth_engine::events::Event;
 use bollard_stubs::models::{
@@ -127,7 +128,7 @@ fn system_info(engine: &berth_engine::Engine) -> anyhow::Result<SystemInfo> {
     let images = engine.images.index.images()?.len() as i64;
     let root = engine.config.root.display().to_string();
     let runtimes = HashMap::from([(
-        "berth".to_string(),
+        RUNTIME.to_string(),
         Runtime {
             path: Some(engine.config.monitor.display().to_string()),
             ..Default::default()
@@ -180,7 +181,7 @@ fn system_info(engine: &berth_engine::Engine) -> anyhow::Result<SystemInfo> {
         experimental_build: Some(false),
         server_version: Some(SERVER_VERSION.into()),
         runtimes: Some(runtimes),
-        default_runtime: Some("berth".into()),
+        default_runtime: Some(RUNTIME.into()),
         swarm: Some(SwarmInfo {
             local_node_state: Some(LocalNodeState::INACTIVE),
             node_id: Some(String::new()),

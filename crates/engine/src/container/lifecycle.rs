@@ -19,7 +19,9 @@ use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
 
 use super::initlayer::InitLayer;
-use super::{names, spec, user, Container, Handle, Paths, PendingAttach, State, Status};
+use super::{
+    names, namespaces, spec, user, Container, Handle, Paths, PendingAttach, State, Status,
+};
 use crate::error::{Error, Result};
 use crate::{time, Engine};
 
@@ -177,14 +179,28 @@ impl Engine {
         let image_id = self.resolve_image(&image_name)?;
         let image = self.image_config(&image_id)?;
         let mut host_config = req.host_config.unwrap_or_default();
-        validate_host_config(&host_config)?;
+        let hostname = req.config.hostname.as_deref().unwrap_or("");
+        validate_host_config(&host_config, hostname)?;
+        spec::complete_host_config(&mut host_config);
         // The only log driver: say so, as clients (docker-py's run) read it back.
         host_config.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
             typ: Some("json-file".into()),
             config: Some(HashMap::new()),
         });
         let id = crate::random_id()?;
-        let config = merge_config(req.config, &image.config, &id);
+        let mut config = req.config;
+        let host_uts =
+            namespaces::is_host_network(&host_config) || !namespaces::private_uts(&host_config);
+        if host_uts && config.hostname.as_deref().unwrap_or("").is_empty() {
+            // As Docker: the host's name where the container shares the host's network or UTS.
+            config.hostname = Some(
+                nix::unistd::gethostname()
+                    .context("cannot read the host's name")?
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        let config = merge_config(config, &image.config, &id);
         if spec::argv_of(&config).is_empty() {
             return Err(Error::InvalidParameter("No command specified".into()));
         }
@@ -255,7 +271,7 @@ impl Engine {
         InitLayer::new(
             record.config.hostname.as_deref().unwrap_or(""),
             record.config.domainname.as_deref().unwrap_or(""),
-            spec::is_host_network(&record.host_config),
+            namespaces::is_host_network(&record.host_config),
             &host_resolv,
         )
     }
@@ -466,6 +482,9 @@ impl Engine {
             .init
             .unwrap_or(false)
             .then_some(self.config.init.as_path());
+        let joined_pid = namespaces::pid_container(host)
+            .map(|other| self.pid_namespace_of(other))
+            .transpose()?;
         spec::build(
             record,
             spec::SpecInputs {
@@ -475,8 +494,22 @@ impl Engine {
                 mounts: super::mounts::oci_mounts(&record.mounts, host)?,
                 cgroup_path: self.cgroup_path(&handle.id),
                 init_binary,
+                joined_pid,
             },
         )
+    }
+
+    /// The pid namespace of running container `name_or_id`, for `--pid container:…`.
+    fn pid_namespace_of(&self, name_or_id: &str) -> Result<std::path::PathBuf> {
+        let other = self.containers.get(name_or_id)?;
+        let state = other.get().state;
+        if !matches!(state.status, Status::Running | Status::Paused) || state.pid <= 0 {
+            return Err(Error::Conflict(format!(
+                "cannot join PID of a non running container: {}",
+                other.id
+            )));
+        }
+        Ok(format!("/proc/{}/ns/pid", state.pid).into())
     }
 
     /// Watch the monitor until it exits (a pidfd, also for monitors a previous berthd
@@ -1092,7 +1125,7 @@ fn create_warnings(host: &HostConfig) -> Vec<String> {
     let publishes = host.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
         || host.publish_all_ports.unwrap_or(false);
     let mut warnings = Vec::new();
-    if publishes && !spec::is_host_network(host) {
+    if publishes && !namespaces::is_host_network(host) {
         warnings.push(
             "Published ports are discarded: berth has no bridge network yet; containers get \
              their own network namespace with only loopback (use --network host to share the \
@@ -1103,8 +1136,9 @@ fn create_warnings(host: &HostConfig) -> Vec<String> {
     warnings
 }
 
-fn validate_host_config(host: &HostConfig) -> Result<()> {
+fn validate_host_config(host: &HostConfig, hostname: &str) -> Result<()> {
     super::security::validate(host)?;
+    namespaces::validate(host, hostname)?;
     if let Some(policy) = &host.restart_policy {
         let name = policy.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         let restarts = !matches!(

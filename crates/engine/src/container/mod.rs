@@ -7,6 +7,7 @@ pub mod initlayer;
 pub mod lifecycle;
 pub mod mounts;
 pub mod names;
+pub mod namespaces;
 pub mod security;
 pub mod spec;
 pub mod user;

@@ -8,12 +8,12 @@ use anyhow::{anyhow, Context};
 use bollard_stubs::models::HostConfig;
 use oci_spec::runtime::{
     Capability, LinuxBlockIoBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, Mount,
-    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+use super::namespaces;
 use super::user::ResolvedUser;
 use super::Container;
 use crate::error::{Error, Result};
@@ -63,6 +63,12 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// /dev/shm's size unless `--shm-size` says otherwise (Docker's).
+const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+
+/// The runtime's name in HostConfig, as `/info` lists it.
+pub const RUNTIME: &str = "berth";
+
 /// Docker's default CFS period, for `--cpus`.
 const CPU_PERIOD: u64 = 100_000;
 
@@ -77,6 +83,34 @@ pub struct SpecInputs<'a> {
     pub cgroup_path: PathBuf,
     /// The berth-init binary, when the container asked for `--init`.
     pub init_binary: Option<&'a Path>,
+    /// The pid namespace to join (`--pid container:…`), of that container's init.
+    pub joined_pid: Option<PathBuf>,
+}
+
+/// What Docker writes into a container's HostConfig at create for what was not asked, so
+/// that inspect shows what the container gets: its namespace modes, 64 MiB of /dev/shm,
+/// swap as large as the memory limit, Docker's masked and read-only paths, the runtime; an
+/// unlimited pids limit and the kernel's swappiness as nothing.
+pub fn complete_host_config(host: &mut HostConfig) {
+    namespaces::complete(host);
+    if host.shm_size.unwrap_or(0) <= 0 {
+        host.shm_size = Some(DEFAULT_SHM_SIZE);
+    }
+    let memory = host.memory.unwrap_or(0);
+    if memory > 0 && host.memory_swap.unwrap_or(0) == 0 {
+        host.memory_swap = Some(memory * 2);
+    }
+    host.pids_limit = host.pids_limit.filter(|limit| *limit > 0);
+    host.memory_swappiness = host.memory_swappiness.filter(|s| *s != -1);
+    if !host.privileged.unwrap_or(false) {
+        let owned = |paths: &[&str]| Some(paths.iter().map(|p| p.to_string()).collect());
+        host.masked_paths = host.masked_paths.take().or_else(|| owned(&MASKED_PATHS));
+        host.readonly_paths = host
+            .readonly_paths
+            .take()
+            .or_else(|| owned(&READONLY_PATHS));
+    }
+    host.runtime.get_or_insert_with(|| RUNTIME.to_string());
 }
 
 /// The process's argv: entrypoint + cmd.
@@ -117,7 +151,7 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
         .collect();
     let seccomp = super::security::linux_seccomp(host, &bounding)?;
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces(host))
+        .namespaces(namespaces::oci(host, inputs.joined_pid))
         .cgroups_path(inputs.cgroup_path.clone())
         .devices(devices)
         .resources(resources(host, privileged, device_rules)?);
@@ -137,8 +171,10 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
         linux = linux.seccomp(seccomp);
     }
     let linux = linux.build().map_err(|e| anyhow!("linux: {e}"))?;
-    let hostname = container.config.hostname.clone().unwrap_or_default();
-    let spec = SpecBuilder::default()
+    // Without a UTS namespace of its own, the runtime would set the host's.
+    let hostname = namespaces::private_uts(host)
+        .then(|| container.config.hostname.clone().unwrap_or_default());
+    let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
@@ -147,12 +183,12 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
                 .build()
                 .map_err(|e| anyhow!("root: {e}"))?,
         )
-        .hostname(hostname)
         .mounts(mounts)
         .process(process)
         .linux(linux)
         .build()
         .map_err(|e| anyhow!("spec: {e}"))?;
+    spec.set_hostname(hostname);
     Ok(spec)
 }
 
@@ -329,9 +365,9 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result
 /// Docker's /proc, /dev, /dev/pts, /sys, /sys/fs/cgroup, /dev/mqueue, /dev/shm.
 fn default_mounts(privileged: bool, host: &HostConfig) -> Result<Vec<Mount>> {
     let sys_mode = if privileged { "rw" } else { "ro" };
-    let shm_size = host.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+    let shm_size = host.shm_size.filter(|s| *s > 0).unwrap_or(DEFAULT_SHM_SIZE);
     let shm_size = format!("size={shm_size}");
-    Ok(vec![
+    let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
             "/dev",
@@ -370,40 +406,23 @@ fn default_mounts(privileged: bool, host: &HostConfig) -> Result<Vec<Mount>> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         )?,
-        mount(
+    ];
+    // The host's /dev/shm with its IPC namespace (as Docker binds it); none with `--ipc none`.
+    match host.ipc_mode.as_deref() {
+        Some("host") => mounts.push(bind(
+            "/dev/shm",
+            Path::new("/dev/shm"),
+            &["rbind", "rprivate"],
+        )?),
+        Some("none") => {}
+        _ => mounts.push(mount(
             "/dev/shm",
             "tmpfs",
             "shm",
             &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
-        )?,
-    ])
-}
-
-/// New pid, ipc, uts, mount and cgroup namespaces; a new network namespace unless the
-/// container uses the host's network.
-fn namespaces(host: &HostConfig) -> Vec<LinuxNamespace> {
-    let mut types = vec![
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Mount,
-        LinuxNamespaceType::Cgroup,
-    ];
-    if !is_host_network(host) {
-        types.push(LinuxNamespaceType::Network);
+        )?),
     }
-    types
-        .into_iter()
-        .map(|typ| {
-            let mut ns = LinuxNamespace::default();
-            ns.set_typ(typ);
-            ns
-        })
-        .collect()
-}
-
-pub fn is_host_network(host: &HostConfig) -> bool {
-    host.network_mode.as_deref() == Some("host")
+    Ok(mounts)
 }
 
 fn rlimits(host: &HostConfig) -> Result<Vec<PosixRlimit>> {
