@@ -242,6 +242,12 @@ pub struct ContainerOpts {
     /// Set custom DNS servers
     #[arg(long = "dns")]
     pub dns: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,

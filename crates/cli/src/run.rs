@@ -170,6 +170,8 @@ pub fn build_create(o: &ContainerOpts, auto_remove: bool, detach: bool) -> Resul
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         publish_all_ports: Some(o.publish_all),
         dns: some_vec(o.dns.clone()),
+        dns_options: some_vec(o.dns_option.clone()),
+        dns_search: some_vec(o.dns_search.clone()),
         extra_hosts: some_vec(o.add_host.clone()),
         sysctls: key_values(&o.sysctl, "sysctl")?,
         shm_size: o.shm_size.as_deref().map(parse::ram_in_bytes).transpose()?,

@@ -240,6 +240,86 @@ fn network_none_has_loopback_and_host_sees_the_host() {
 }
 
 #[test]
+fn added_hosts_dns_memory_reservation_oom_and_sysctls_reach_the_container() {
+    let d = Daemon::start_with_busybox("run-flags");
+    let hosts = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db:10.0.0.5",
+        "--hostname",
+        "web",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(hosts.ends_with("10.0.0.5\tdb\n127.0.1.1\tweb\n"), "{hosts}");
+    let resolv = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "9.9.9.9",
+        "--dns-search",
+        "example.com",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert_eq!(
+        resolv,
+        "search example.com\nnameserver 9.9.9.9\noptions ndots:2\n"
+    );
+    let out = d.docker(&["run", "--rm", "--add-host", "db:nowhere", "busybox", "true"]);
+    assert!(!out.status.success());
+    // The docker CLI checks the address first; the daemon does too.
+    let out = d.berth(&["run", "--rm", "--add-host", "db:nowhere", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("invalid IP address in add-host: \"db:nowhere\""),
+        "{out:?}"
+    );
+
+    let id = d.docker_ok(&[
+        "run",
+        "-d",
+        "--memory",
+        "64m",
+        "--memory-reservation",
+        "32m",
+        "--oom-kill-disable",
+        "--sysctl",
+        "kernel.shmmax=1048576",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim();
+    let memory = cgroup_dir(&d, "memory", id);
+    let read = |file: &str| std::fs::read_to_string(memory.join(file)).unwrap();
+    assert_eq!(read("memory.soft_limit_in_bytes").trim(), "33554432");
+    assert!(read("memory.oom_control").contains("oom_kill_disable 1"));
+    let shmmax = d.docker_ok(&["exec", id, "cat", "/proc/sys/kernel/shmmax"]);
+    assert_eq!(shmmax.trim(), "1048576");
+    d.docker_ok(&["rm", "-f", id]);
+    // A sysctl of the host's (no namespace of the container holds it) is refused (the
+    // docker CLI refuses it first; berth leaves it to the daemon).
+    let out = d.berth(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "vm.swappiness=10",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("vm.swappiness is not namespaced"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn pid_ipc_and_uts_modes_share_or_join_like_docker() {
     let d = Daemon::start_with_busybox("ns-modes");
     // --pid host: the host's processes, berthd among them.

@@ -18,26 +18,45 @@ pub struct InitLayer {
     pub resolv_conf: String,
 }
 
+/// What a container's init files are made from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings<'a> {
+    pub hostname: &'a str,
+    pub domainname: &'a str,
+    pub host_network: bool,
+    /// `--add-host`: `name:address` (checked by [`validate_extra_hosts`]).
+    pub extra_hosts: &'a [String],
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: &'a [String],
+    pub dns_search: &'a [String],
+    pub dns_options: &'a [String],
+}
+
 impl InitLayer {
-    /// The files of a container named `hostname` (and `domainname`), with the host's
-    /// resolv.conf `host_resolv` minus loopback nameservers. With the host's network the
-    /// host's own /etc/hosts is used, as Docker does.
-    pub fn new(
-        hostname: &str,
-        domainname: &str,
-        host_network: bool,
-        host_resolv: &str,
-    ) -> InitLayer {
-        let hosts = if host_network {
-            std::fs::read_to_string("/etc/hosts")
-                .unwrap_or_else(|_| localhost_hosts(hostname, domainname))
+    /// The files of a container, from its settings, the host's /etc/hosts `host_hosts` and
+    /// the host's resolv.conf `host_resolv`, as Docker makes them: with the host's network
+    /// the host's own files (unless the container adds hosts or DNS settings), otherwise
+    /// localhost, the `--add-host` entries and the container's name; the host's resolv.conf
+    /// minus loopback nameservers (unreachable from the container's network namespace), or
+    /// what `--dns*` says, the host's for the rest.
+    pub fn new(settings: &Settings, host_hosts: &str, host_resolv: &str) -> InitLayer {
+        let hosts = if settings.host_network && settings.extra_hosts.is_empty() {
+            host_hosts.to_string()
         } else {
-            localhost_hosts(hostname, domainname)
+            hosts(settings)
+        };
+        let own_dns = !(settings.dns.is_empty()
+            && settings.dns_search.is_empty()
+            && settings.dns_options.is_empty());
+        let resolv_conf = match (own_dns, settings.host_network) {
+            (true, _) => resolv_conf_with(settings, host_resolv),
+            (false, true) => host_resolv.to_string(),
+            (false, false) => container_resolv_conf(host_resolv),
         };
         InitLayer {
-            hostname: format!("{hostname}\n"),
+            hostname: format!("{}\n", settings.hostname),
             hosts,
-            resolv_conf: container_resolv_conf(host_resolv),
+            resolv_conf,
         }
     }
 
@@ -69,17 +88,98 @@ pub fn binds(dir: &Path) -> Vec<(&'static str, PathBuf)> {
     .collect()
 }
 
-fn localhost_hosts(hostname: &str, domainname: &str) -> String {
+/// localhost, the `--add-host` entries, then the container's own name.
+fn hosts(settings: &Settings) -> String {
+    let (hostname, domainname) = (settings.hostname, settings.domainname);
     let names = if domainname.is_empty() {
         hostname.to_string()
     } else {
         format!("{hostname}.{domainname} {hostname}")
     };
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-         ff02::2\tip6-allrouters\n127.0.1.1\t{names}\n"
-    )
+    let mut hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                     fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+                     ff02::2\tip6-allrouters\n"
+        .to_string();
+    for (name, address) in settings
+        .extra_hosts
+        .iter()
+        .filter_map(|e| split_extra_host(e))
+    {
+        hosts.push_str(&format!("{address}\t{name}\n"));
+    }
+    hosts.push_str(&format!("127.0.1.1\t{names}\n"));
+    hosts
+}
+
+/// `name:address` (or Docker's newer `name=address`); the address may be IPv6.
+fn split_extra_host(entry: &str) -> Option<(&str, &str)> {
+    let at = entry.find([':', '='])?;
+    Some((&entry[..at], &entry[at + 1..]))
+}
+
+/// Each `--add-host` names a host and an IP address (Docker's messages). Docker's
+/// `host-gateway` needs a bridge network, which berth does not have yet.
+pub fn validate_extra_hosts(extra_hosts: &[String]) -> crate::error::Result<()> {
+    for entry in extra_hosts {
+        let invalid = || {
+            crate::error::Error::InvalidParameter(format!(
+                "invalid IP address in add-host: {entry:?}"
+            ))
+        };
+        let (name, address) = split_extra_host(entry).ok_or_else(|| {
+            crate::error::Error::InvalidParameter(format!("bad format for add-host: {entry:?}"))
+        })?;
+        if name.is_empty() {
+            return Err(crate::error::Error::InvalidParameter(format!(
+                "bad format for add-host: {entry:?}"
+            )));
+        }
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        address.parse::<std::net::IpAddr>().map_err(|_| invalid())?;
+    }
+    Ok(())
+}
+
+/// A resolv.conf with the container's own DNS settings, the host's for what it leaves out:
+/// search line, nameservers, options, in the order Docker writes them.
+fn resolv_conf_with(settings: &Settings, host_resolv: &str) -> String {
+    let host_values = |key: &str| -> Vec<String> {
+        host_resolv
+            .lines()
+            .filter_map(|line| line.strip_prefix(key))
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .flat_map(|rest| rest.split_whitespace().map(str::to_owned))
+            .collect()
+    };
+    let or_host = |own: &[String], key: &str| {
+        if own.is_empty() {
+            host_values(key)
+        } else {
+            own.to_vec()
+        }
+    };
+    let nameservers = if settings.dns.is_empty() {
+        let host = container_resolv_conf(host_resolv);
+        host.lines()
+            .filter_map(|l| l.strip_prefix("nameserver "))
+            .map(|ns| ns.trim().to_owned())
+            .collect()
+    } else {
+        settings.dns.to_vec()
+    };
+    let mut out = String::new();
+    let search = or_host(settings.dns_search, "search");
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for ns in nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    let options = or_host(settings.dns_options, "options");
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
 }
 
 /// The host's resolv.conf without loopback nameservers (unreachable from the container's
@@ -132,10 +232,86 @@ mod tests {
     }
 
     #[test]
-    fn hosts_name_the_container() {
-        let layer = InitLayer::new("abc123", "", false, "");
-        assert!(layer.hosts.contains("127.0.0.1\tlocalhost\n"));
-        assert!(layer.hosts.ends_with("127.0.1.1\tabc123\n"));
+    fn hosts_name_the_container_after_the_added_hosts() {
+        let extra = ["db:10.0.0.5".to_string(), "v6=fe80::1".to_string()];
+        let settings = Settings {
+            hostname: "abc123",
+            extra_hosts: &extra,
+            ..Default::default()
+        };
+        let layer = InitLayer::new(&settings, "1.1.1.1 host-file\n", "");
+        assert!(layer.hosts.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(
+            layer
+                .hosts
+                .ends_with("10.0.0.5\tdb\nfe80::1\tv6\n127.0.1.1\tabc123\n"),
+            "{}",
+            layer.hosts
+        );
         assert_eq!(layer.hostname, "abc123\n");
+        // The host's network: the host's own file, unless hosts are added.
+        let host = Settings {
+            host_network: true,
+            ..settings
+        };
+        assert!(InitLayer::new(&host, "1.1.1.1 host-file\n", "")
+            .hosts
+            .contains("\tdb\n"));
+        let plain = Settings {
+            extra_hosts: &[],
+            ..host
+        };
+        assert_eq!(
+            InitLayer::new(&plain, "1.1.1.1 host-file\n", "").hosts,
+            "1.1.1.1 host-file\n"
+        );
+    }
+
+    #[test]
+    fn added_hosts_need_a_name_and_an_address() {
+        let check = |e: &str| validate_extra_hosts(&[e.to_string()]).map_err(|e| e.message());
+        assert!(
+            check("db:10.0.0.5").is_ok() && check("v6:::1").is_ok() && check("b=[::1]").is_ok()
+        );
+        assert_eq!(check("db").unwrap_err(), "bad format for add-host: \"db\"");
+        assert_eq!(
+            check(":1.2.3.4").unwrap_err(),
+            "bad format for add-host: \":1.2.3.4\""
+        );
+        assert_eq!(
+            check("db:host-gateway").unwrap_err(),
+            "invalid IP address in add-host: \"db:host-gateway\""
+        );
+    }
+
+    #[test]
+    fn dns_settings_replace_the_hosts_and_keep_the_rest() {
+        let host = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch lan\noptions edns0\n";
+        let dns = ["9.9.9.9".to_string()];
+        let settings = Settings {
+            dns: &dns,
+            ..Default::default()
+        };
+        assert_eq!(
+            InitLayer::new(&settings, "", host).resolv_conf,
+            "search lan\nnameserver 9.9.9.9\noptions edns0\n"
+        );
+        let search = ["example.com".to_string()];
+        let options = ["ndots:2".to_string()];
+        let settings = Settings {
+            dns_search: &search,
+            dns_options: &options,
+            ..Default::default()
+        };
+        assert_eq!(
+            InitLayer::new(&settings, "", host).resolv_conf,
+            "search example.com\nnameserver 10.0.0.2\noptions ndots:2\n"
+        );
+        // The host's network reaches the host's loopback resolver.
+        let host_net = Settings {
+            host_network: true,
+            ..Default::default()
+        };
+        assert_eq!(InitLayer::new(&host_net, "", host).resolv_conf, host);
     }
 }

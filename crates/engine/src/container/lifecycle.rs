@@ -267,12 +267,21 @@ impl Engine {
     }
 
     fn init_layer(&self, record: &Container) -> InitLayer {
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_file = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let host = &record.host_config;
+        let settings = super::initlayer::Settings {
+            hostname: record.config.hostname.as_deref().unwrap_or(""),
+            domainname: record.config.domainname.as_deref().unwrap_or(""),
+            host_network: namespaces::is_host_network(host),
+            extra_hosts: host.extra_hosts.as_deref().unwrap_or_default(),
+            dns: host.dns.as_deref().unwrap_or_default(),
+            dns_search: host.dns_search.as_deref().unwrap_or_default(),
+            dns_options: host.dns_options.as_deref().unwrap_or_default(),
+        };
         InitLayer::new(
-            record.config.hostname.as_deref().unwrap_or(""),
-            record.config.domainname.as_deref().unwrap_or(""),
-            namespaces::is_host_network(&record.host_config),
-            &host_resolv,
+            &settings,
+            &host_file("/etc/hosts"),
+            &host_file("/etc/resolv.conf"),
         )
     }
 
@@ -1139,6 +1148,7 @@ fn create_warnings(host: &HostConfig) -> Vec<String> {
 fn validate_host_config(host: &HostConfig, hostname: &str) -> Result<()> {
     super::security::validate(host)?;
     namespaces::validate(host, hostname)?;
+    super::initlayer::validate_extra_hosts(host.extra_hosts.as_deref().unwrap_or_default())?;
     if let Some(policy) = &host.restart_policy {
         let name = policy.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         let restarts = !matches!(

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use bollard_stubs::models::HostConfig;
 use oci_spec::runtime::{
     Capability, LinuxBlockIoBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxMemory, LinuxMemoryBuilder, LinuxPidsBuilder,
     LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder,
     PosixRlimitType, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
@@ -68,6 +68,9 @@ const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
 /// The runtime's name in HostConfig, as `/info` lists it.
 pub const RUNTIME: &str = "berth";
+
+/// The least memory Docker lets a container limit itself to (or reserve).
+const MINIMUM_MEMORY: i64 = 6 << 20;
 
 /// Docker's default CFS period, for `--cpus`.
 const CPU_PERIOD: u64 = 100_000;
@@ -169,6 +172,10 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
     }
     if let Some(seccomp) = seccomp {
         linux = linux.seccomp(seccomp);
+    }
+    // Checked by the runtime: only sysctls of namespaces the container has its own of.
+    if let Some(sysctls) = host.sysctls.clone().filter(|s| !s.is_empty()) {
+        linux = linux.sysctl(sysctls);
     }
     let linux = linux.build().map_err(|e| anyhow!("linux: {e}"))?;
     // Without a UTS namespace of its own, the runtime would set the host's.
@@ -464,22 +471,22 @@ fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>> {
 }
 
 /// `mapped_devices`: the rules of `--device`, after Docker's.
-fn resources(
-    host: &HostConfig,
-    privileged: bool,
-    mapped_devices: Vec<LinuxDeviceCgroup>,
-) -> Result<LinuxResources> {
-    let mut devices = device_rules(privileged)?;
-    devices.extend(mapped_devices);
-    let mut r = LinuxResourcesBuilder::default().devices(devices);
-    let memory = host.memory.filter(|m| *m > 0);
-    if let Some(limit) = memory {
-        if limit < 6 << 20 {
+/// `--memory` (with its swap), `--memory-reservation` and `--oom-kill-disable`.
+fn memory(host: &HostConfig) -> Result<Option<LinuxMemory>> {
+    let limit = host.memory.filter(|m| *m > 0);
+    let reservation = host.memory_reservation.filter(|m| *m > 0);
+    let no_oom_kill = host.oom_kill_disable.unwrap_or(false);
+    if limit.is_none() && reservation.is_none() && !no_oom_kill {
+        return Ok(None);
+    }
+    let mut m = LinuxMemoryBuilder::default();
+    if let Some(limit) = limit {
+        if limit < MINIMUM_MEMORY {
             return Err(Error::InvalidParameter(
                 "Minimum memory limit allowed is 6MB".into(),
             ));
         }
-        let mut m = LinuxMemoryBuilder::default().limit(limit);
+        m = m.limit(limit);
         // Docker: swap unset → as much swap as memory (memory+swap = 2 × memory).
         match host.memory_swap {
             Some(-1) => m = m.swap(-1),
@@ -494,7 +501,37 @@ fn resources(
             }
             _ => m = m.swap(limit * 2),
         }
-        r = r.memory(m.build().map_err(|e| anyhow!("memory: {e}"))?);
+    }
+    if let Some(reservation) = reservation {
+        if reservation < MINIMUM_MEMORY {
+            return Err(Error::InvalidParameter(
+                "Minimum memory reservation allowed is 6MB".into(),
+            ));
+        }
+        if limit.is_some_and(|limit| limit < reservation) {
+            return Err(Error::InvalidParameter(
+                "Minimum memory limit can not be less than memory reservation limit, see usage"
+                    .into(),
+            ));
+        }
+        m = m.reservation(reservation);
+    }
+    if no_oom_kill {
+        m = m.disable_oom_killer(true);
+    }
+    Ok(Some(m.build().map_err(|e| anyhow!("memory: {e}"))?))
+}
+
+fn resources(
+    host: &HostConfig,
+    privileged: bool,
+    mapped_devices: Vec<LinuxDeviceCgroup>,
+) -> Result<LinuxResources> {
+    let mut devices = device_rules(privileged)?;
+    devices.extend(mapped_devices);
+    let mut r = LinuxResourcesBuilder::default().devices(devices);
+    if let Some(memory) = memory(host)? {
+        r = r.memory(memory);
     }
     let mut cpu = LinuxCpuBuilder::default();
     let mut has_cpu = false;
