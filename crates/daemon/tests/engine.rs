@@ -240,7 +240,7 @@ fn network_none_has_loopback_and_host_sees_the_host() {
 }
 
 #[test]
-fn added_hosts_dns_memory_reservation_oom_and_sysctls_reach_the_container() {
+fn added_hosts_dns_memory_settings_and_sysctls_reach_the_container() {
     let d = Daemon::start_with_busybox("run-flags");
     let hosts = d.docker_ok(&[
         "run",
@@ -316,6 +316,23 @@ fn added_hosts_dns_memory_reservation_oom_and_sysctls_reach_the_container() {
     assert!(
         stderr(&out).contains("vm.swappiness is not namespaced"),
         "{out:?}"
+    );
+    let swappiness = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--memory-swappiness",
+        "10",
+        "busybox",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.swappiness",
+    ]);
+    assert_eq!(swappiness.trim(), "10");
+    // What berth does not do is refused by name, not ignored.
+    let out = d.docker(&["run", "--rm", "--volumes-from", "other", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("berth does not support HostConfig.VolumesFrom (--volumes-from) yet"),
+        "{}",
+        stderr(&out)
     );
 }
 

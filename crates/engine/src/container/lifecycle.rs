@@ -1146,6 +1146,7 @@ fn create_warnings(host: &HostConfig) -> Vec<String> {
 }
 
 fn validate_host_config(host: &HostConfig, hostname: &str) -> Result<()> {
+    refuse_unsupported(host)?;
     super::security::validate(host)?;
     namespaces::validate(host, hostname)?;
     super::initlayer::validate_extra_hosts(host.extra_hosts.as_deref().unwrap_or_default())?;
@@ -1171,6 +1172,76 @@ fn validate_host_config(host: &HostConfig, hostname: &str) -> Result<()> {
     match host.network_mode.as_deref().unwrap_or("") {
         "" | "default" | "bridge" | "none" | "host" => Ok(()),
         other => Err(Error::NotFound(format!("network {other} not found"))),
+    }
+}
+
+/// HostConfig settings berth does not implement (yet): refused by name rather than ignored,
+/// so a container never runs without what its creator asked for. Empty values (which
+/// clients send for "not set") pass.
+fn refuse_unsupported(host: &HostConfig) -> Result<()> {
+    let set = |values: Option<usize>| values.is_some_and(|n| n > 0);
+    let text = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    let unsupported = [
+        (
+            "VolumesFrom (--volumes-from)",
+            set(host.volumes_from.as_ref().map(Vec::len)),
+        ),
+        ("Links (--link)", set(host.links.as_ref().map(Vec::len))),
+        ("CgroupParent (--cgroup-parent)", text(&host.cgroup_parent)),
+        (
+            "UsernsMode (--userns)",
+            text(&host.userns_mode) && host.userns_mode.as_deref() != Some("host"),
+        ),
+        (
+            "BlkioWeightDevice (--blkio-weight-device)",
+            set(host.blkio_weight_device.as_ref().map(Vec::len)),
+        ),
+        (
+            "BlkioDeviceReadBps (--device-read-bps)",
+            set(host.blkio_device_read_bps.as_ref().map(Vec::len)),
+        ),
+        (
+            "BlkioDeviceWriteBps (--device-write-bps)",
+            set(host.blkio_device_write_bps.as_ref().map(Vec::len)),
+        ),
+        (
+            "BlkioDeviceReadIOps (--device-read-iops)",
+            set(host.blkio_device_read_iops.as_ref().map(Vec::len)),
+        ),
+        (
+            "BlkioDeviceWriteIOps (--device-write-iops)",
+            set(host.blkio_device_write_iops.as_ref().map(Vec::len)),
+        ),
+        (
+            "CpuRealtimePeriod (--cpu-rt-period)",
+            host.cpu_realtime_period.unwrap_or(0) != 0,
+        ),
+        (
+            "CpuRealtimeRuntime (--cpu-rt-runtime)",
+            host.cpu_realtime_runtime.unwrap_or(0) != 0,
+        ),
+        (
+            "DeviceCgroupRules (--device-cgroup-rule)",
+            set(host.device_cgroup_rules.as_ref().map(Vec::len)),
+        ),
+        (
+            "DeviceRequests (--gpus)",
+            set(host.device_requests.as_ref().map(Vec::len)),
+        ),
+        (
+            "VolumeDriver (--volume-driver)",
+            text(&host.volume_driver) && host.volume_driver.as_deref() != Some("local"),
+        ),
+        (
+            "StorageOpt (--storage-opt)",
+            set(host.storage_opt.as_ref().map(|o| o.len())),
+        ),
+    ];
+    match unsupported.iter().find(|(_, asked)| *asked) {
+        Some((name, _)) => Err(Error::InvalidParameter(format!(
+            "berth does not support HostConfig.{name} yet"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -471,15 +471,29 @@ fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>> {
 }
 
 /// `mapped_devices`: the rules of `--device`, after Docker's.
-/// `--memory` (with its swap), `--memory-reservation` and `--oom-kill-disable`.
+/// `--memory` (with its swap), `--memory-reservation`, `--oom-kill-disable` and
+/// `--memory-swappiness`.
 fn memory(host: &HostConfig) -> Result<Option<LinuxMemory>> {
     let limit = host.memory.filter(|m| *m > 0);
     let reservation = host.memory_reservation.filter(|m| *m > 0);
     let no_oom_kill = host.oom_kill_disable.unwrap_or(false);
-    if limit.is_none() && reservation.is_none() && !no_oom_kill {
+    // -1: the kernel's default (the docker CLI's when `--memory-swappiness` is not given).
+    let swappiness = host.memory_swappiness.filter(|s| *s != -1);
+    if limit.is_none() && reservation.is_none() && !no_oom_kill && swappiness.is_none() {
         return Ok(None);
     }
     let mut m = LinuxMemoryBuilder::default();
+    if let Some(swappiness) = swappiness {
+        let swappiness = u64::try_from(swappiness)
+            .ok()
+            .filter(|s| *s <= 100)
+            .ok_or_else(|| {
+                Error::InvalidParameter(format!(
+                    "Invalid value: {swappiness}, valid memory swappiness range is 0-100"
+                ))
+            })?;
+        m = m.swappiness(swappiness);
+    }
     if let Some(limit) = limit {
         if limit < MINIMUM_MEMORY {
             return Err(Error::InvalidParameter(
