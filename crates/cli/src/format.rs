@@ -408,13 +408,25 @@ fn parse_action(inner: &str) -> Result<Vec<Arg>> {
 
 fn lookup(v: &Value, path: &[String]) -> Value {
     let mut cur = v;
-    for field in path {
-        match cur.get(field) {
+    for name in path {
+        match field(cur, name) {
             Some(next) => cur = next,
             None => return Value::Null,
         }
     }
     cur.clone()
+}
+
+/// Field `name` of an object. Docker's templates also see the Go names of fields whose JSON
+/// keys are spelled otherwise (`APIVersion` for `ApiVersion`, `ID` for `Id`): a key that
+/// differs only in case is the same field.
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v.get(name).or_else(|| {
+        v.as_object()?
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    })
 }
 
 fn arg_value(arg: &Arg, v: &Value) -> Result<Value> {
@@ -613,6 +625,8 @@ mod tests {
         assert_eq!(r("{{index .Labels \"a\"}}"), "b");
         assert_eq!(r("{{join .L \",\"}}"), "x,y");
         assert_eq!(r("{{.Missing}}"), "<no value>");
+        // Go's field names where the JSON spells the key otherwise (`ApiVersion`, `Id`).
+        assert_eq!(r("{{.Id}} {{.state.status}}"), "abc running");
         assert_eq!(r("{{upper .ID}}"), "ABC");
         assert_eq!(r("json"), serde_json::to_string(&v).unwrap());
         assert!(Template::parse("{{.ID").is_err());
