@@ -337,6 +337,41 @@ fn added_hosts_dns_memory_settings_and_sysctls_reach_the_container() {
 }
 
 #[test]
+fn a_missing_working_directory_is_made_inside_the_container() {
+    let d = Daemon::start_with_busybox("workdir");
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-w",
+        "/new/dir",
+        "busybox",
+        "sh",
+        "-c",
+        "pwd; stat -c %U:%a .",
+    ]);
+    assert_eq!(out, "/new/dir\nroot:755\n");
+    let out = d.docker(&["run", "--rm", "-w", "/etc/passwd", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("Cannot mkdir: /etc/passwd is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+    // A container that swaps a directory on the way for a symlink to a host path gets the
+    // directory made inside its own root at its next start, never on the host.
+    let host_dir = d.dir.path().join("escaped");
+    let swap = format!("cd / && rm -rf /w && ln -s {} /w", host_dir.display());
+    d.docker_ok(&[
+        "create", "--name", "swapper", "-w", "/w/sub", "busybox", "sh", "-c", &swap,
+    ]);
+    d.docker_ok(&["start", "-a", "swapper"]);
+    d.docker_ok(&["start", "-a", "swapper"]);
+    assert!(
+        !host_dir.exists(),
+        "the working directory was made on the host"
+    );
+}
+
+#[test]
 fn pid_ipc_and_uts_modes_share_or_join_like_docker() {
     let d = Daemon::start_with_busybox("ns-modes");
     // --pid host: the host's processes, berthd among them.

@@ -366,6 +366,7 @@ impl Engine {
             .monitors
             .launch()
             .map_err(|e| self.start_failed(handle, e))?;
+        make_working_dir(handle, &record)?;
         let spec = self.container_spec(handle, &record)?;
         let bundle_config = run_dir.join("config.json");
         // The bundle is run state (rewritten at every start): atomic, not durable.
@@ -1172,6 +1173,45 @@ fn validate_host_config(host: &HostConfig, hostname: &str) -> Result<()> {
     match host.network_mode.as_deref().unwrap_or("") {
         "" | "default" | "bridge" | "none" | "host" => Ok(()),
         other => Err(Error::NotFound(format!("network {other} not found"))),
+    }
+}
+
+/// As Docker at each start: a missing working directory is made (0755, root's), resolved
+/// inside the container's tree, volumes included; one that is not a directory is an error.
+/// Made before the runtime makes a read-only root read-only, as Docker's.
+fn make_working_dir(handle: &Handle, record: &Container) -> Result<()> {
+    let Some(dir) = record
+        .config
+        .working_dir
+        .as_deref()
+        .filter(|d| *d != "/" && !d.is_empty())
+    else {
+        return Ok(());
+    };
+    let mut fs = crate::archive::container_fs(handle, record);
+    fs.readonly_rootfs = false;
+    let walk = crate::archive::Walk {
+        follow_last: true,
+        create_dirs: true,
+    };
+    let made = fs.resolve(dir.as_bytes(), walk).and_then(|node| {
+        let st = node
+            .stat()
+            .map_err(|error| crate::archive::resolve::WalkError {
+                error,
+                lexical: node.path.clone(),
+                place: node.place,
+            })?;
+        Ok(crate::archive::resolve::is_type(&st, libc::S_IFDIR))
+    });
+    match made {
+        Ok(true) => Ok(()),
+        Err(e) if crate::archive::resolve::errno(&e.error) != libc::ENOTDIR => {
+            Err(anyhow!("cannot make the working directory {dir}: {}", e.error).into())
+        }
+        _ => Err(Error::InvalidParameter(format!(
+            "Cannot mkdir: {dir} is not a directory"
+        ))),
     }
 }
 
