@@ -118,20 +118,22 @@ pub fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
     let mut errors = Vec::new();
     for name in &a.names {
         let mut hit = None;
+        let mut not_found = None;
         for kind in &kinds {
             match client.call("GET", &inspect_path(kind, name, a.size), Body::Empty) {
                 Ok(resp) => {
                     hit = Some(resp.bytes()?);
                     break;
                 }
-                Err(e) if api_status(&e) == Some(404) => continue,
+                Err(e) if api_status(&e) == Some(404) => not_found = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        match hit {
-            Some(raw) => found.push(raw),
-            None if kinds.len() == 1 => errors.push(format!("Error: No such {}: {name}", kinds[0])),
-            None => errors.push(format!("Error: No such object: {name}")),
+        match (hit, not_found) {
+            (Some(raw), _) => found.push(raw),
+            // One kind asked for: the daemon's own words, as docker prints them.
+            (None, Some(e)) if kinds.len() == 1 => errors.push(e.to_string()),
+            (None, _) => errors.push(format!("Error: No such object: {name}")),
         }
     }
     print_objects(&found, a.format.as_deref())?;

@@ -188,6 +188,15 @@ fn cli_ps_table_and_inspect_format() {
     );
     let json: serde_json::Value = serde_json::from_str(&berth_ok(&d, &["inspect", "c1"])).unwrap();
     assert_eq!(json[0]["Config"]["Cmd"], serde_json::json!(["true"]));
+    // Missing: the daemon's words for one kind, docker's "No such object" for any.
+    let out = d.berth(&["inspect", "--type", "container", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error response from daemon: No such container: nosuch\n"
+    );
+    let out = d.berth(&["inspect", "nosuch"]);
+    assert_eq!(stderr(&out), "Error: No such object: nosuch\n");
 
     let images = berth_ok(&d, &["images"]);
     let mut lines = images.lines();
