@@ -36,6 +36,11 @@ fn docker_images_inspect_and_history() {
     let history = d.docker_ok(&["history", "busybox"]);
     let first = history.lines().nth(1).unwrap_or_default();
     assert!(first.starts_with(&id[7..19]), "{history}");
+    // The size is Docker's: the bytes of the layer's files (the fixture's rootfs is the
+    // layer), not of its tar.
+    let size = d.docker_ok(&["image", "inspect", "--format", "{{.Size}}", "busybox"]);
+    let rootfs = busybox_layout().parent().unwrap().join("rootfs");
+    assert_eq!(size.trim(), berth_testkit::files_size(&rootfs).to_string());
 
     let out = d.docker(&["image", "inspect", "nope"]);
     assert!(!out.status.success());

@@ -153,7 +153,7 @@ fn layer_size(store: &ImageStore, chain_id: &Digest) -> i64 {
     store
         .layers
         .meta(chain_id)
-        .map(|m| i64::try_from(m.size).unwrap_or(i64::MAX))
+        .map(|m| i64::try_from(m.content_size.unwrap_or(m.size)).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 

@@ -187,7 +187,7 @@ impl ImageStore {
                 unpacked = true;
                 let applied = apply_layer_limited(&mut blob, diff, self.max_layer_size)?;
                 job.check(&applied)?;
-                Ok((applied.diff_id, applied.size))
+                Ok(applied)
             })
             .with_context(|| format!("cannot unpack layer {}", job.desc.digest))?;
         if !unpacked {

@@ -16,6 +16,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::layer::AppliedLayer;
 
 /// mount(2) copies at most one page of option data.
 const MOUNT_DATA_MAX: usize = 4095;
@@ -28,6 +29,10 @@ pub struct LayerMeta {
     pub parent: Option<Digest>,
     /// Uncompressed size of the layer's tar.
     pub size: u64,
+    /// Bytes of its files, Docker's size of a layer (see [`AppliedLayer::content_size`]);
+    /// `None` for layers unpacked before berth counted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_size: Option<u64>,
     /// The short name under `l/`.
     pub link: String,
 }
@@ -116,14 +121,13 @@ impl LayerStore {
         serde_json::from_slice(&text).with_context(|| format!("corrupt {}", path.display()))
     }
 
-    /// Unpack a layer: `unpack` fills a staging diff dir and returns the diff id and size it
-    /// found; only then is the layer renamed into place, so a crash or an error never leaves
+    /// Unpack a layer: `unpack` fills a staging diff dir and returns what it applied; only then is the layer renamed into place, so a crash or an error never leaves
     /// a half-unpacked layer where a snapshot could use it.
     pub fn create(
         &self,
         chain_id: &Digest,
         parent: Option<&Digest>,
-        unpack: impl FnOnce(&Path) -> Result<(Digest, u64)>,
+        unpack: impl FnOnce(&Path) -> Result<AppliedLayer>,
     ) -> Result<LayerMeta> {
         if self.has(chain_id) {
             let meta = self.meta(chain_id)?;
@@ -154,14 +158,15 @@ impl LayerStore {
         staging: &Path,
         chain_id: &Digest,
         parent: Option<&Digest>,
-        unpack: impl FnOnce(&Path) -> Result<(Digest, u64)>,
+        unpack: impl FnOnce(&Path) -> Result<AppliedLayer>,
     ) -> Result<LayerMeta> {
-        let (diff_id, size) = unpack(&staging.join("diff"))?;
+        let applied = unpack(&staging.join("diff"))?;
         let meta = LayerMeta {
             chain_id: chain_id.clone(),
-            diff_id,
+            diff_id: applied.diff_id,
             parent: parent.cloned(),
-            size,
+            size: applied.size,
+            content_size: applied.content_size,
             link: short_link_name(chain_id),
         };
         fs::write(staging.join("meta.json"), serde_json::to_vec(&meta)?)?;

@@ -4,7 +4,17 @@ use std::fs;
 use std::path::Path;
 
 use berth_image::digest::Digest;
+use berth_image::layer::AppliedLayer;
 use berth_image::snapshot::{LayerStore, Snapshot};
+
+/// What an unpack that wrote its files directly reports.
+fn applied(diff_id: Digest) -> AppliedLayer {
+    AppliedLayer {
+        diff_id,
+        size: 0,
+        content_size: None,
+    }
+}
 
 /// A layer made by writing files directly (the tar apply has its own tests).
 fn layer(
@@ -21,7 +31,7 @@ fn layer(
                 fs::create_dir_all(path.parent().unwrap())?;
                 fs::write(path, text)?;
             }
-            Ok((Digest::of(name.as_bytes()), 0))
+            Ok(applied(Digest::of(name.as_bytes())))
         })
         .unwrap();
     chain_id
@@ -107,7 +117,7 @@ fn concurrent_unpacks_of_one_layer_do_not_mix() {
                         for f in &files {
                             fs::write(diff.join(f), f)?;
                         }
-                        Ok((chain_id.clone(), 0))
+                        Ok(applied(chain_id.clone()))
                     })
                     .unwrap();
             });

@@ -140,3 +140,26 @@ pub fn need_debian_packages(packages: &[&str]) {
 pub fn with_install_lock<T>(f: impl FnOnce() -> T) -> T {
     with_lock("apt-install", f)
 }
+
+/// Docker's size of a tree (its `directory.Size`, what it reports for a layer): the lstat
+/// sizes of everything but directories, a file with several links counted once.
+pub fn files_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            let md =
+                fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if md.is_dir() {
+                pending.push(path);
+            } else if md.nlink() == 1 || seen.insert(md.ino()) {
+                total += md.len();
+            }
+        }
+    }
+    total
+}

@@ -102,10 +102,7 @@ pub fn commit_image(
         .create(
             chain.last().expect("one layer at least"),
             parent_chain.as_ref(),
-            |dir| {
-                let applied = apply_layer(images.content.open_blob(&blob)?, dir)?;
-                Ok((applied.diff_id, applied.size))
-            },
+            |dir| Ok(apply_layer(images.content.open_blob(&blob)?, dir)?),
         )
         .context("cannot unpack the new layer")?;
 

@@ -75,6 +75,7 @@ fn unpack(decompressed: impl Read, root: OwnedFd) -> Result<AppliedLayer> {
         dirs: Vec::new(),
         buf: vec![0u8; COPY_BUF],
         dirty: false,
+        content_size: 0,
     };
     {
         let mut entries = archive.entries().map_err(LayerError::Stream)?;
@@ -103,7 +104,11 @@ fn unpack(decompressed: impl Read, root: OwnedFd) -> Result<AppliedLayer> {
     // The end-of-archive blocks and any padding after them are part of the diff_id.
     io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Stream)?;
     let (diff_id, size) = rest.finish();
-    Ok(AppliedLayer { diff_id, size })
+    Ok(AppliedLayer {
+        diff_id,
+        size,
+        content_size: Some(applier.content_size),
+    })
 }
 
 /// The uncompressed bytes of a layer blob — gzip, zstd or plain, told apart by their magic
@@ -136,7 +141,11 @@ pub fn hash_layer_limited(reader: impl Read, max_size: u64) -> io::Result<Applie
     io::copy(&mut hashed, &mut io::sink())?;
     let (diff_id, size) = hashed.finish();
     io::copy(&mut input, &mut io::sink())?;
-    Ok(AppliedLayer { diff_id, size })
+    Ok(AppliedLayer {
+        diff_id,
+        size,
+        content_size: None,
+    })
 }
 
 /// A layer that unpacks to more bytes than allowed.
@@ -487,6 +496,9 @@ struct Applier {
     buf: Vec<u8>,
     /// Something was removed while applying the current entry: cached resolutions are stale.
     dirty: bool,
+    /// Bytes of the files applied so far (see [`AppliedLayer::content_size`]); a hard link
+    /// adds nothing, its file is counted once.
+    content_size: u64,
 }
 
 /// What a resolution is for, to name its failures.
@@ -537,6 +549,13 @@ impl Applier {
             Some((_, fd)) => fd.as_fd(),
             None => self.root.as_fd(),
         };
+        let content_size = match kind {
+            Kind::File => entry.header().size().unwrap_or(0),
+            Kind::Symlink => entry
+                .link_name_bytes()
+                .map_or(0, |target| target.len() as u64),
+            _ => 0,
+        };
         let root = self.root.as_fd();
         let dirty = &mut self.dirty;
         let result = match kind {
@@ -563,6 +582,9 @@ impl Applier {
             self.cache = None;
         } else if held.is_some() {
             self.cache = held;
+        }
+        if result.is_ok() {
+            self.content_size = self.content_size.saturating_add(content_size);
         }
         result
     }

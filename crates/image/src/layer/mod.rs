@@ -71,6 +71,9 @@ pub struct AppliedLayer {
     pub diff_id: Digest,
     /// Size of the uncompressed tar stream in bytes.
     pub size: u64,
+    /// Bytes of the layer's files (regular files' sizes, symlinks' target lengths): what
+    /// Docker reports as a layer's size. `None` where the layer was only hashed.
+    pub content_size: Option<u64>,
 }
 
 /// The compression a layer stream was found to have (by its magic bytes).
