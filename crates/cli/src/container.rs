@@ -110,6 +110,8 @@ pub fn ps_context(c: &ContainerSummary, trunc: bool, now: i64) -> Value {
         "Size": size,
         "Names": names.join(","),
         "Labels": labels,
+        // The method `{{.Label "key"}}`: one label's value.
+        "Label()": c.labels.clone().unwrap_or_default(),
         "Mounts": mounts,
         "Networks": networks,
         "LocalVolumes": c.mounts.as_ref().map(|m| m.len()).unwrap_or(0).to_string(),
@@ -140,7 +142,12 @@ pub fn ps(client: &Client, a: PsArgs) -> Result<i32> {
         Body::Empty,
     )?;
     let trunc = !a.no_trunc;
-    if a.quiet && a.format.is_none() {
+    if a.quiet {
+        if a.format.is_some() {
+            eprintln!(
+                "WARNING: Ignoring custom format, because both --format and --quiet are set."
+            );
+        }
         for c in &list {
             let id = c.id.clone().unwrap_or_default();
             println!("{}", if trunc { short_id(&id) } else { id });
@@ -154,9 +161,18 @@ pub fn ps(client: &Client, a: PsArgs) -> Result<i32> {
     };
     let now = format::now_unix();
     let items: Vec<Value> = list.iter().map(|c| ps_context(c, trunc, now)).collect();
+    // A `{{.Label "key"}}` column is headed by the key.
+    let mut headers = ps_headers();
+    let label_keys: serde_json::Map<String, Value> = items
+        .iter()
+        .filter_map(|item| item["Label()"].as_object())
+        .flat_map(|labels| labels.keys())
+        .map(|key| (key.clone(), Value::from(key.as_str())))
+        .collect();
+    headers["Label()"] = Value::Object(label_keys);
     print!(
         "{}",
-        Template::parse(&format)?.render_list(&items, &ps_headers())?
+        Template::parse(&format)?.render_list(&items, &headers)?
     );
     Ok(0)
 }
@@ -392,8 +408,11 @@ pub fn port(client: &Client, a: PortArgs) -> Result<i32> {
             }
         }
     }
-    if let (Some(w), true) = (&wanted, lines.is_empty()) {
-        bail!("Error: No public port '{w}' published for {}", a.container);
+    if let (Some(asked), true) = (&a.port, lines.is_empty()) {
+        bail!(
+            "Error: No public port '{asked}' published for {}",
+            a.container
+        );
     }
     for l in lines {
         println!("{l}");

@@ -437,9 +437,43 @@ fn arg_value(arg: &Arg, v: &Value) -> Result<Value> {
     }
 }
 
+/// Docker's formatting contexts have methods as well as fields (`{{.Label "key"}}` on a
+/// container row): a row offers method `Name` as an object under the key `Name()`, which the
+/// method's one argument indexes; JSON output leaves such keys out.
+const METHOD_SUFFIX: &str = "()";
+
+fn call_method(path: &[String], arg: &Arg, v: &Value) -> Result<Option<String>> {
+    let (Some((name, parent)), Arg::Str(key)) = (path.split_last(), arg) else {
+        return Ok(None);
+    };
+    let object = lookup(v, parent);
+    let Some(method) = object.get(format!("{name}{METHOD_SUFFIX}")) else {
+        return Ok(None);
+    };
+    Ok(Some(method.get(key).map(go_print).unwrap_or_default()))
+}
+
+/// `v` without its methods' keys.
+fn without_methods(v: &Value) -> Value {
+    match v.as_object() {
+        Some(object) => Value::Object(
+            object
+                .iter()
+                .filter(|(key, _)| !key.ends_with(METHOD_SUFFIX))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        None => v.clone(),
+    }
+}
+
 fn eval(args: &[Arg], v: &Value) -> Result<String> {
     let func = match &args[0] {
         Arg::Word(w) => w.as_str(),
+        Arg::Path(path) if args.len() == 2 => match call_method(path, &args[1], v)? {
+            Some(out) => return Ok(out),
+            None => bail!("template: can't give argument to non-function"),
+        },
         other => {
             if args.len() > 1 {
                 bail!("template: can't give argument to non-function");
@@ -463,7 +497,7 @@ fn eval(args: &[Arg], v: &Value) -> Result<String> {
     match func {
         "json" => {
             need(1)?;
-            Ok(serde_json::to_string(&vals[0])?)
+            Ok(serde_json::to_string(&without_methods(&vals[0]))?)
         }
         "upper" => {
             need(1)?;
@@ -625,6 +659,15 @@ mod tests {
         assert_eq!(r("{{index .Labels \"a\"}}"), "b");
         assert_eq!(r("{{join .L \",\"}}"), "x,y");
         assert_eq!(r("{{.Missing}}"), "<no value>");
+        // A method with an argument; JSON leaves methods out.
+        let row = json!({"Labels": "a=b", "Label()": {"a": "b"}});
+        let r2 = |f: &str| Template::parse(f).unwrap().render(&row).unwrap();
+        assert_eq!(r2(r#"{{.Label "a"}}|{{.Label "none"}}"#), "b|");
+        assert_eq!(r2("json"), r#"{"Labels":"a=b"}"#);
+        assert!(Template::parse(r#"{{.Labels "a"}}"#)
+            .unwrap()
+            .render(&row)
+            .is_err());
         // Go's field names where the JSON spells the key otherwise (`ApiVersion`, `Id`).
         assert_eq!(r("{{.Id}} {{.state.status}}"), "abc running");
         assert_eq!(r("{{upper .ID}}"), "ABC");

@@ -188,6 +188,39 @@ fn cli_ps_table_and_inspect_format() {
     );
     let json: serde_json::Value = serde_json::from_str(&berth_ok(&d, &["inspect", "c1"])).unwrap();
     assert_eq!(json[0]["Config"]["Cmd"], serde_json::json!(["true"]));
+    // A label by name, headed by its name; sizes with -s; -q wins over --format.
+    berth_ok(
+        &d,
+        &[
+            "create", "--name", "c2", "--label", "tier=web", "busybox", "true",
+        ],
+    );
+    let labels = berth_ok(
+        &d,
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "table {{.Names}}\t{{.Label \"tier\"}}",
+        ],
+    );
+    let rows: Vec<Vec<&str>> = labels
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [vec!["NAMES", "tier"], vec!["c2", "web"], vec!["c1"]],
+        "{labels}"
+    );
+    let sizes = berth_ok(&d, &["ps", "-a", "-s", "--format", "{{.Size}}"]);
+    assert!(
+        sizes.lines().all(|l| l.starts_with("0B (virtual ")),
+        "{sizes}"
+    );
+    let out = d.berth(&["ps", "-aq", "--format", "{{.Names}}"]);
+    assert_eq!(stdout(&out).lines().count(), 2, "{out:?}");
+    assert!(stderr(&out).contains("Ignoring custom format"), "{out:?}");
     // Missing: the daemon's words for one kind, docker's "No such object" for any.
     let out = d.berth(&["inspect", "--type", "container", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));

@@ -1204,6 +1204,16 @@ impl Engine {
             .collect()
     }
 
+    /// The size of image `image_id` (the bytes of its layers' files), 0 when unreadable:
+    /// a container's `SizeRootFs` is its rw layer plus this.
+    pub(crate) fn image_size(&self, image_id: &str) -> i64 {
+        image_id
+            .parse()
+            .ok()
+            .and_then(|id| ImageView::load(&self.images, &id).ok())
+            .map_or(0, |view| view.size)
+    }
+
     pub fn image_list(
         &self,
         all: bool,

@@ -151,7 +151,13 @@ impl Engine {
                 keep &= any;
             }
             if keep {
-                out.push(summary(&c));
+                let mut summary = summary(&c);
+                if opts.size {
+                    let (rw, root_fs) = self.sizes(&handle, &c);
+                    summary.size_rw = Some(rw);
+                    summary.size_root_fs = Some(root_fs);
+                }
+                out.push(summary);
             }
             if opts.limit.is_some_and(|n| out.len() >= n) {
                 break;
@@ -171,9 +177,18 @@ impl Engine {
         let execs = self.execs.ids_for(&handle.id);
         response.exec_ids = (!execs.is_empty()).then_some(execs);
         if size {
-            response.size_rw = Some(dir_size(&handle.paths.upper()) as i64);
+            let (rw, root_fs) = self.sizes(&handle, &c);
+            response.size_rw = Some(rw);
+            response.size_root_fs = Some(root_fs);
         }
         Ok(response)
+    }
+
+    /// `SizeRw` (the bytes of the container's rw layer) and `SizeRootFs` (those and its
+    /// image's), for `ps -s` and `inspect -s`.
+    fn sizes(&self, handle: &Handle, c: &Container) -> (i64, i64) {
+        let rw = i64::try_from(dir_size(&handle.paths.upper())).unwrap_or(i64::MAX);
+        (rw, rw.saturating_add(self.image_size(&c.image_id)))
     }
 
     fn graph_driver(&self, handle: &Handle, c: &Container) -> DriverData {
