@@ -62,13 +62,25 @@ fn parse_bind(spec: &str) -> Result<Wanted> {
     } else {
         MountPointTypeEnum::VOLUME
     };
+    let destination = destination_of(destination, kind)
+        .map_err(|e| invalid(format!("invalid volume specification: '{spec}': {e}")))?;
     Ok(Wanted {
         kind,
         source: source.to_string(),
-        destination: clean(destination),
+        destination,
         rw,
         mode: opts.to_string(),
     })
+}
+
+/// The cleaned mount destination; never the container's root (Docker's message).
+fn destination_of(path: &str, kind: MountPointTypeEnum) -> std::result::Result<String, String> {
+    match clean(path) {
+        root if root == "/" => Err(format!(
+            "invalid mount config for type \"{kind}\": invalid specification: destination can't be '/'"
+        )),
+        cleaned => Ok(cleaned),
+    }
 }
 
 /// `/a//b/` → `/a/b`, as Go's filepath.Clean for the absolute paths mounts use.
@@ -123,7 +135,7 @@ fn wanted_mounts(host: &HostConfig, config_volumes: &BTreeSet<String>) -> Result
         wanted.push(Wanted {
             kind,
             source,
-            destination: clean(destination),
+            destination: destination_of(destination, kind).map_err(invalid)?,
             rw: !m.read_only.unwrap_or(false),
             mode: String::new(),
         });
@@ -132,7 +144,7 @@ fn wanted_mounts(host: &HostConfig, config_volumes: &BTreeSet<String>) -> Result
         wanted.push(Wanted {
             kind: MountPointTypeEnum::TMPFS,
             source: String::new(),
-            destination: clean(destination),
+            destination: destination_of(destination, MountPointTypeEnum::TMPFS).map_err(invalid)?,
             rw: true,
             mode: String::new(),
         });
@@ -339,6 +351,16 @@ mod tests {
         );
         assert!(parse_bind("a:relative").is_err());
         assert!(parse_bind("/a:/b:bogus").is_err());
+        // Nothing is mounted over the container's root.
+        assert_eq!(
+            parse_bind("/:/").unwrap_err().message(),
+            "invalid volume specification: '/:/': invalid mount config for type \"bind\": \
+             invalid specification: destination can't be '/'"
+        );
+        assert!(parse_bind("v:/x/..")
+            .unwrap_err()
+            .message()
+            .contains("type \"volume\""));
     }
 
     #[test]
