@@ -318,8 +318,9 @@ fn status_error(e: anyhow::Error, verb: &str, start: bool) -> anyhow::Error {
 }
 
 pub fn create(client: &Client, a: CreateArgs) -> Result<i32> {
-    // Unlike run, docker's create reports errors plainly (exit status 1).
-    let body = build_create(&a.opts, a.rm, false)?;
+    // Flags it cannot take are errors as run's (exit status 125); the daemon's it reports
+    // plainly (exit status 1), as docker's create does.
+    let body = build_create(&a.opts, a.rm, false).map_err(|e| status_error(e, "create", false))?;
     let id = create_container(client, &a.opts, &body)?;
     println!("{id}");
     Ok(0)

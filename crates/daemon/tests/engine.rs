@@ -89,6 +89,31 @@ fn cpu_and_pids_limits_reach_the_cgroup() {
     assert_eq!(read("cpu", "cpu.shares"), "512");
     assert_eq!(read("pids", "pids.max"), "20");
     d.docker_ok(&["rm", "-f", id]);
+    // Settings it could not start with are refused at create, as Docker does, and nothing
+    // is left of the container.
+    for (flags, message) in [
+        (
+            &["--memory", "1m"][..],
+            "Minimum memory limit allowed is 6MB",
+        ),
+        (
+            &["--cpuset-cpus", "4095"][..],
+            "Requested CPUs are not available - requested 4095",
+        ),
+        (
+            &["--cpuset-cpus", "x"][..],
+            "Invalid value x for cpuset cpus",
+        ),
+    ] {
+        let out = d.docker(&[&["create"][..], flags, &["busybox"]].concat());
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        assert!(
+            stderr(&out).contains(message),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(d.docker_ok(&["ps", "-aq"]), "");
 }
 
 #[test]

@@ -182,6 +182,7 @@ impl Engine {
         let hostname = req.config.hostname.as_deref().unwrap_or("");
         validate_host_config(&host_config, hostname)?;
         spec::complete_host_config(&mut host_config);
+        spec::check_resources(&host_config)?;
         // The only log driver: say so, as clients (docker-py's run) read it back.
         host_config.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
             typ: Some("json-file".into()),

@@ -470,7 +470,6 @@ fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>> {
     Ok(vec![all])
 }
 
-/// `mapped_devices`: the rules of `--device`, after Docker's.
 /// `--memory` (with its swap), `--memory-reservation`, `--oom-kill-disable` and
 /// `--memory-swappiness`.
 fn memory(host: &HostConfig) -> Result<Option<LinuxMemory>> {
@@ -536,6 +535,50 @@ fn memory(host: &HostConfig) -> Result<Option<LinuxMemory>> {
     Ok(Some(m.build().map_err(|e| anyhow!("memory: {e}"))?))
 }
 
+/// The resource settings checked as at a start, for create: Docker refuses a container
+/// it could not start before making it.
+pub fn check_resources(host: &HostConfig) -> Result<()> {
+    resources(host, host.privileged.unwrap_or(false), Vec::new()).map(drop)
+}
+
+/// `--cpuset-cpus` / `--cpuset-mems` (`what`: Docker's words for them) name only CPUs or
+/// memory nodes the host has online (the list in `online`, e.g. /sys/devices/system/cpu/online).
+fn check_cpuset(requested: &str, what: &str, online: &str) -> Result<()> {
+    let invalid = || Error::InvalidParameter(format!("Invalid value {requested} for {what}"));
+    let wanted = parse_cpuset(requested).ok_or_else(invalid)?;
+    let available = std::fs::read_to_string(online).unwrap_or_default();
+    let Some(have) = parse_cpuset(available.trim()) else {
+        return Ok(()); // Not known here: the kernel decides at the start.
+    };
+    if !wanted.is_subset(&have) {
+        let noun = if what == "cpuset cpus" {
+            "CPUs"
+        } else {
+            "memory nodes"
+        };
+        return Err(Error::InvalidParameter(format!(
+            "Requested {noun} are not available - requested {requested}, available: {}",
+            available.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// A kernel cpu list ("0-3,5") as its numbers.
+fn parse_cpuset(list: &str) -> Option<std::collections::BTreeSet<u32>> {
+    let mut set = std::collections::BTreeSet::new();
+    for part in list.split(',') {
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let (low, high): (u32, u32) = (low.parse().ok()?, high.parse().ok()?);
+        if low > high || high - low > 4096 {
+            return None;
+        }
+        set.extend(low..=high);
+    }
+    Some(set)
+}
+
+/// `mapped_devices`: the rules of `--device`, after Docker's.
 fn resources(
     host: &HostConfig,
     privileged: bool,
@@ -573,10 +616,12 @@ fn resources(
         has_cpu = true;
     }
     if let Some(cpus) = host.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
+        check_cpuset(&cpus, "cpuset cpus", "/sys/devices/system/cpu/online")?;
         cpu = cpu.cpus(cpus);
         has_cpu = true;
     }
     if let Some(mems) = host.cpuset_mems.clone().filter(|c| !c.is_empty()) {
+        check_cpuset(&mems, "cpuset mems", "/sys/devices/system/node/online")?;
         cpu = cpu.mems(mems);
         has_cpu = true;
     }
@@ -610,6 +655,16 @@ fn resources(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_parse_as_the_kernel_writes_them() {
+        let set = |l: &str| parse_cpuset(l).map(|s| s.into_iter().collect::<Vec<_>>());
+        assert_eq!(set("0-2,5"), Some(vec![0, 1, 2, 5]));
+        assert_eq!(set("3"), Some(vec![3]));
+        assert_eq!(set("2-1"), None);
+        assert_eq!(set("a"), None);
+        assert_eq!(set(""), None);
+    }
 
     #[test]
     fn env_overrides_replace_keys_in_place_append_new_ones_and_unset_bare_ones() {
