@@ -328,6 +328,37 @@ fn masked_readonly_paths_and_capabilities() {
         "[ $(wc -c < /proc/interrupts) -gt 0 ] && echo interrupts=visible",
     ]);
     assert_eq!(out, "interrupts=visible\n");
+    // --privileged brings the host's devices (a block device of this host, say), which an
+    // ordinary container does not see.
+    let block = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_type()
+                .is_ok_and(|t| std::os::unix::fs::FileTypeExt::is_block_device(&t))
+        })
+        .expect("a block device in /dev")
+        .path();
+    let probe = format!("test -b {} && echo present", block.display());
+    let seen = |flags: &[&str]| {
+        let args = [
+            &["run", "--rm"][..],
+            flags,
+            &["busybox", "sh", "-c", &probe],
+        ]
+        .concat();
+        d.docker(&args).stdout == b"present\n"
+    };
+    assert!(
+        seen(&["--privileged"]),
+        "{} missing with --privileged",
+        block.display()
+    );
+    assert!(
+        !seen(&[]),
+        "{} present without --privileged",
+        block.display()
+    );
     // systempaths=unconfined (sent by the CLIs as empty MaskedPaths and ReadonlyPaths) lifts
     // the masks alone; no AppArmor profile and no SELinux labels are what berth has anyway.
     let args = [

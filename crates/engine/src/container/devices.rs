@@ -55,7 +55,34 @@ pub fn mapped(mappings: &[DeviceMapping]) -> Result<(Vec<LinuxDevice>, Vec<Linux
     Ok((devices, rules))
 }
 
-/// Every device node below `dir`, with where it goes below `inside`.
+/// `--privileged`: every device node of the host's /dev, at the same place in the
+/// container's, as runc's list of host devices has them: not the container's own
+/// pseudo-terminals, shared memory, message queues or console.
+pub fn host_devices() -> Result<Vec<LinuxDevice>> {
+    let mut found = Vec::new();
+    let dev = Path::new("/dev");
+    devices_below(dev, dev, &mut found)
+        .map_err(|e| anyhow!("cannot list the host's devices: {e}"))?;
+    found
+        .iter()
+        .filter(|(host, _)| !PRIVATE_TO_THE_CONTAINER.iter().any(|p| host.starts_with(p)))
+        .map(|(host, inside)| Ok(device(host, inside, "rwm")?.0))
+        .collect()
+}
+
+/// What a container's /dev has of its own (runc's host device list leaves these out; its
+/// /dev/ptmx is the link to its own devpts).
+const PRIVATE_TO_THE_CONTAINER: [&str; 6] = [
+    "/dev/pts",
+    "/dev/ptmx",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/dev/console",
+    "/dev/fd",
+];
+
+/// Every device node below `dir`, with where it goes below `inside`; symlinks are not
+/// followed.
 fn devices_below(
     dir: &Path,
     inside: &Path,
@@ -133,6 +160,20 @@ mod tests {
         assert_eq!(devices[0].typ(), LinuxDeviceType::C);
         assert_eq!(rules[0].access().as_deref(), Some("rw"));
         assert!(rules[0].allow());
+    }
+
+    #[test]
+    fn privileged_gets_the_hosts_devices_but_not_its_terminals() {
+        let devices = host_devices().unwrap();
+        let paths: Vec<&Path> = devices.iter().map(|d| d.path().as_path()).collect();
+        assert!(paths.contains(&Path::new("/dev/null")), "{paths:?}");
+        let private = ["/dev/console", "/dev/ptmx"].map(Path::new);
+        assert!(
+            paths
+                .iter()
+                .all(|p| !p.starts_with("/dev/pts") && !private.contains(p)),
+            "{paths:?}"
+        );
     }
 
     #[test]

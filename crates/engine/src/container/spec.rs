@@ -143,8 +143,18 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
     }
     mounts.extend(inputs.mounts);
 
-    let (devices, device_rules) =
+    let (mut devices, device_rules) =
         super::devices::mapped(host.devices.as_deref().unwrap_or_default())?;
+    if privileged {
+        // The host's devices, but for those `--device` put somewhere of its own.
+        let host_devices = super::devices::host_devices()?;
+        let mapped: Vec<PathBuf> = devices.iter().map(|d| d.path().clone()).collect();
+        devices.extend(
+            host_devices
+                .into_iter()
+                .filter(|d| !mapped.contains(d.path())),
+        );
+    }
     let bounding: Vec<Capability> = process
         .capabilities()
         .as_ref()
