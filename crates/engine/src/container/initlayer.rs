@@ -48,10 +48,16 @@ impl InitLayer {
         let own_dns = !(settings.dns.is_empty()
             && settings.dns_search.is_empty()
             && settings.dns_options.is_empty());
-        let resolv_conf = match (own_dns, settings.host_network) {
-            (true, _) => resolv_conf_with(settings, host_resolv),
-            (false, true) => host_resolv.to_string(),
-            (false, false) => container_resolv_conf(host_resolv),
+        // The host's network reaches the host's loopback resolvers: they stay.
+        let host_resolv = if settings.host_network {
+            host_resolv.to_string()
+        } else {
+            container_resolv_conf(host_resolv)
+        };
+        let resolv_conf = if own_dns {
+            resolv_conf_with(settings, &host_resolv)
+        } else {
+            host_resolv
         };
         InitLayer {
             hostname: format!("{}\n", settings.hostname),
@@ -111,37 +117,38 @@ fn hosts(settings: &Settings) -> String {
     hosts
 }
 
-/// `name:address` (or Docker's newer `name=address`); the address may be IPv6.
+/// `name:address` (or Docker's newer `name=address`); the address may be IPv6, bare or in
+/// one pair of brackets, which /etc/hosts does not take.
 fn split_extra_host(entry: &str) -> Option<(&str, &str)> {
     let at = entry.find([':', '='])?;
-    Some((&entry[..at], &entry[at + 1..]))
+    let address = &entry[at + 1..];
+    let address = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    Some((&entry[..at], address))
 }
 
 /// Each `--add-host` names a host and an IP address (Docker's messages). Docker's
 /// `host-gateway` needs a bridge network, which berth does not have yet.
 pub fn validate_extra_hosts(extra_hosts: &[String]) -> crate::error::Result<()> {
+    use crate::error::Error;
     for entry in extra_hosts {
-        let invalid = || {
-            crate::error::Error::InvalidParameter(format!(
-                "invalid IP address in add-host: {entry:?}"
-            ))
-        };
-        let (name, address) = split_extra_host(entry).ok_or_else(|| {
-            crate::error::Error::InvalidParameter(format!("bad format for add-host: {entry:?}"))
-        })?;
+        let bad_format = || Error::InvalidParameter(format!("bad format for add-host: {entry:?}"));
+        let (name, address) = split_extra_host(entry).ok_or_else(bad_format)?;
         if name.is_empty() {
-            return Err(crate::error::Error::InvalidParameter(format!(
-                "bad format for add-host: {entry:?}"
-            )));
+            return Err(bad_format());
         }
-        let address = address.trim_start_matches('[').trim_end_matches(']');
-        address.parse::<std::net::IpAddr>().map_err(|_| invalid())?;
+        address.parse::<std::net::IpAddr>().map_err(|_| {
+            Error::InvalidParameter(format!("invalid IP address in add-host: {address:?}"))
+        })?;
     }
     Ok(())
 }
 
-/// A resolv.conf with the container's own DNS settings, the host's for what it leaves out:
-/// search line, nameservers, options, in the order Docker writes them.
+/// A resolv.conf with the container's own DNS settings, those of `host_resolv` (the host's,
+/// as the container may use it) for what it leaves out: search line, nameservers, options,
+/// in the order Docker writes them.
 fn resolv_conf_with(settings: &Settings, host_resolv: &str) -> String {
     let host_values = |key: &str| -> Vec<String> {
         host_resolv
@@ -158,18 +165,11 @@ fn resolv_conf_with(settings: &Settings, host_resolv: &str) -> String {
             own.to_vec()
         }
     };
-    let nameservers = if settings.dns.is_empty() {
-        let host = container_resolv_conf(host_resolv);
-        host.lines()
-            .filter_map(|l| l.strip_prefix("nameserver "))
-            .map(|ns| ns.trim().to_owned())
-            .collect()
-    } else {
-        settings.dns.to_vec()
-    };
+    let nameservers = or_host(settings.dns, "nameserver");
     let mut out = String::new();
     let search = or_host(settings.dns_search, "search");
-    if !search.is_empty() {
+    // `--dns-search .`: no search domain at all.
+    if !search.is_empty() && search != ["."] {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
     for ns in nameservers {
@@ -233,7 +233,11 @@ mod tests {
 
     #[test]
     fn hosts_name_the_container_after_the_added_hosts() {
-        let extra = ["db:10.0.0.5".to_string(), "v6=fe80::1".to_string()];
+        let extra = [
+            "db:10.0.0.5".to_string(),
+            "v6=fe80::1".to_string(),
+            "b6:[fe80::2]".to_string(),
+        ];
         let settings = Settings {
             hostname: "abc123",
             extra_hosts: &extra,
@@ -244,7 +248,7 @@ mod tests {
         assert!(
             layer
                 .hosts
-                .ends_with("10.0.0.5\tdb\nfe80::1\tv6\n127.0.1.1\tabc123\n"),
+                .ends_with("10.0.0.5\tdb\nfe80::1\tv6\nfe80::2\tb6\n127.0.1.1\tabc123\n"),
             "{}",
             layer.hosts
         );
@@ -273,6 +277,7 @@ mod tests {
         assert!(
             check("db:10.0.0.5").is_ok() && check("v6:::1").is_ok() && check("b=[::1]").is_ok()
         );
+        assert!(check("b=[::1").is_err());
         assert_eq!(check("db").unwrap_err(), "bad format for add-host: \"db\"");
         assert_eq!(
             check(":1.2.3.4").unwrap_err(),
@@ -280,7 +285,7 @@ mod tests {
         );
         assert_eq!(
             check("db:host-gateway").unwrap_err(),
-            "invalid IP address in add-host: \"db:host-gateway\""
+            "invalid IP address in add-host: \"host-gateway\""
         );
     }
 
@@ -313,5 +318,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(InitLayer::new(&host_net, "", host).resolv_conf, host);
+        let host_net_search = Settings {
+            dns_search: &search,
+            ..host_net
+        };
+        assert_eq!(
+            InitLayer::new(&host_net_search, "", host).resolv_conf,
+            "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\noptions edns0\n"
+        );
+        let none = [".".to_string()];
+        let no_search = Settings {
+            dns_search: &none,
+            ..Default::default()
+        };
+        assert_eq!(
+            InitLayer::new(&no_search, "", host).resolv_conf,
+            "nameserver 10.0.0.2\noptions edns0\n"
+        );
     }
 }
