@@ -117,6 +117,7 @@ fn prepare(args: &InitArgs) -> Result<(std::path::PathBuf, Option<Vec<u8>>)> {
     } else {
         become_session_leader()?;
     }
+    process::make_cwd(process)?;
     rootfs::finish(args.spec)?;
     // Unless we moved ourselves, the parent moves us into our cgroup while we set up the
     // rootfs: that waits for the kernel's migration lock (see `CgroupManager::add_process`),

@@ -258,6 +258,18 @@ pub fn set_no_new_privileges(process: &Process) -> Result<()> {
 
 /// chdir to `process.cwd` and check the result is inside the container: a cwd reached
 /// through a leaked host fd reads as "(unreachable)…" (CVE-2024-21626).
+/// Make the init's cwd where it is missing, as runc does: after pivot_root (so the path and
+/// any symlink on it resolve inside the container) and before the root is made read-only.
+pub fn make_cwd(process: &Process) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let cwd = process.cwd();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cwd)
+        .with_context(|| format!("cannot create cwd {}", cwd.display()))
+}
+
 pub fn enter_cwd(process: &Process) -> Result<()> {
     let cwd = process.cwd();
     nix::unistd::chdir(cwd.as_path())

@@ -480,6 +480,28 @@ fn cwd_and_env_are_applied() {
     );
 }
 
+/// As runc: a missing cwd is made inside the container, through a symlink the rootfs holds
+/// (resolved in the container, not on the host), also under a read-only root.
+#[test]
+fn a_missing_cwd_is_made_inside_the_container() {
+    let ctx = Ctx::new("missing_cwd_is_made");
+    let mut b = ctx.private_bundle(&["pwd"]);
+    // /tmp exists on the host and in the rootfs: the link must lead to the rootfs's.
+    std::os::unix::fs::symlink("/tmp", b.rootfs.join("link")).unwrap();
+    let work = format!("berth-cwd-{}", std::process::id());
+    b.config["process"]["cwd"] = json!(format!("/link/{work}/sub"));
+    b.config["root"]["readonly"] = json!(true);
+    let out = ctx.run(&b);
+    out.ok();
+    assert_eq!(lines(&out.stdout), [format!("/tmp/{work}/sub")], "{out}");
+    assert!(
+        !Path::new("/tmp").join(&work).exists(),
+        "the cwd was made on the host"
+    );
+    let inside = b.rootfs.join("tmp").join(&work).join("sub");
+    assert!(inside.is_dir(), "{} was not made", inside.display());
+}
+
 /// Reads everything the pty master yields until `done(output)` or EOF/EIO or the deadline.
 fn read_master(master: &OwnedFd, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + timeout;
