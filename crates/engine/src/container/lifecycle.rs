@@ -181,7 +181,7 @@ impl Engine {
         let mut host_config = req.host_config.unwrap_or_default();
         let hostname = req.config.hostname.as_deref().unwrap_or("");
         validate_host_config(&host_config, hostname)?;
-        spec::complete_host_config(&mut host_config);
+        let mut warnings = spec::complete_host_config(&mut host_config);
         spec::check_resources(&host_config)?;
         // The only log driver: say so, as clients (docker-py's run) read it back.
         host_config.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
@@ -190,10 +190,9 @@ impl Engine {
         });
         let id = crate::random_id()?;
         let mut config = req.config;
-        let host_uts =
-            namespaces::is_host_network(&host_config) || !namespaces::private_uts(&host_config);
-        if host_uts && config.hostname.as_deref().unwrap_or("").is_empty() {
-            // As Docker: the host's name where the container shares the host's network or UTS.
+        let unnamed = config.hostname.as_deref().unwrap_or("").is_empty();
+        if unnamed && namespaces::is_host_network(&host_config) {
+            // As Docker: the host's name where the container shares the host's network.
             config.hostname = Some(
                 nix::unistd::gethostname()
                     .context("cannot read the host's name")?
@@ -256,7 +255,8 @@ impl Engine {
             &id,
             &[("name", &name), ("image", &image_name)],
         );
-        Ok((id, create_warnings(&handle.get().host_config)))
+        warnings.extend(create_warnings(&handle.get().host_config));
+        Ok((id, warnings))
     }
 
     /// Mount the container's overlay (kept mounted until rm) and write the init layer files.
@@ -362,12 +362,12 @@ impl Engine {
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         // A runtime container left by a monitor that died (or a reboot) is in the way.
         let _ = berth_runtime::container::delete(&self.config.runtime_root(), &handle.id, true);
+        make_working_dir(handle, &record).map_err(|e| self.start_failed(handle, e))?;
         // The spare, or one started now to exec and load on another CPU while the spec is made.
         let launched = self
             .monitors
             .launch()
             .map_err(|e| self.start_failed(handle, e))?;
-        make_working_dir(handle, &record)?;
         let spec = self.container_spec(handle, &record)?;
         let bundle_config = run_dir.join("config.json");
         // The bundle is run state (rewritten at every start): atomic, not durable.
@@ -514,7 +514,11 @@ impl Engine {
     fn pid_namespace_of(&self, name_or_id: &str) -> Result<std::path::PathBuf> {
         let other = self.containers.get(name_or_id)?;
         let state = other.get().state;
-        if !matches!(state.status, Status::Running | Status::Paused) || state.pid <= 0 {
+        // The pid must still be that container's init (the runtime checks its start time),
+        // not a process that took over the pid after the init exited.
+        let init_alive = berth_runtime::state::State::load(&self.config.runtime_root(), &other.id)
+            .is_ok_and(|runtime| runtime.pid == state.pid && runtime.init_alive());
+        if !matches!(state.status, Status::Running | Status::Paused) || !init_alive {
             return Err(Error::Conflict(format!(
                 "cannot join PID of a non running container: {}",
                 other.id
@@ -1180,7 +1184,7 @@ fn validate_host_config(host: &HostConfig, hostname: &str) -> Result<()> {
 /// As Docker at each start: a missing working directory is made (0755, root's), resolved
 /// inside the container's tree, volumes included; one that is not a directory is an error.
 /// Made before the runtime makes a read-only root read-only, as Docker's.
-fn make_working_dir(handle: &Handle, record: &Container) -> Result<()> {
+fn make_working_dir(handle: &Handle, record: &Container) -> anyhow::Result<()> {
     let Some(dir) = record
         .config
         .working_dir
@@ -1195,24 +1199,13 @@ fn make_working_dir(handle: &Handle, record: &Container) -> Result<()> {
         follow_last: true,
         create_dirs: true,
     };
-    let made = fs.resolve(dir.as_bytes(), walk).and_then(|node| {
-        let st = node
-            .stat()
-            .map_err(|error| crate::archive::resolve::WalkError {
-                error,
-                lexical: node.path.clone(),
-                place: node.place,
-            })?;
-        Ok(crate::archive::resolve::is_type(&st, libc::S_IFDIR))
-    });
-    match made {
-        Ok(true) => Ok(()),
-        Err(e) if crate::archive::resolve::errno(&e.error) != libc::ENOTDIR => {
-            Err(anyhow!("cannot make the working directory {dir}: {}", e.error).into())
-        }
-        _ => Err(Error::InvalidParameter(format!(
-            "Cannot mkdir: {dir} is not a directory"
-        ))),
+    let not_a_directory = || anyhow!("Cannot mkdir: {dir} is not a directory");
+    let made = fs.resolve(dir.as_bytes(), walk).map_err(|e| e.error);
+    match made.and_then(|node| node.stat()) {
+        Ok(st) if crate::archive::resolve::is_type(&st, libc::S_IFDIR) => Ok(()),
+        Ok(_) => Err(not_a_directory()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(not_a_directory()),
+        Err(e) => Err(anyhow!("cannot make the working directory {dir}: {e}")),
     }
 }
 
@@ -1276,6 +1269,12 @@ fn refuse_unsupported(host: &HostConfig) -> Result<()> {
         (
             "StorageOpt (--storage-opt)",
             set(host.storage_opt.as_ref().map(|o| o.len())),
+        ),
+        (
+            "Runtime (--runtime)",
+            host.runtime
+                .as_deref()
+                .is_some_and(|r| !r.is_empty() && r != spec::RUNTIME),
         ),
     ];
     match unsupported.iter().find(|(_, asked)| *asked) {

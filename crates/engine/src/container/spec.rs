@@ -93,8 +93,25 @@ pub struct SpecInputs<'a> {
 /// What Docker writes into a container's HostConfig at create for what was not asked, so
 /// that inspect shows what the container gets: its namespace modes, 64 MiB of /dev/shm,
 /// swap as large as the memory limit, Docker's masked and read-only paths, the runtime; an
-/// unlimited pids limit and the kernel's swappiness as nothing.
-pub fn complete_host_config(host: &mut HostConfig) {
+/// unlimited pids limit and the kernel's swappiness as nothing. Settings cgroup v2 has no
+/// knob for are dropped there, as Docker does: its warnings are returned.
+pub fn complete_host_config(host: &mut HostConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if berth_runtime::cgroups::is_unified() {
+        if host.memory_swappiness.take().is_some_and(|s| s != -1) {
+            warnings.push(
+                "Your kernel does not support memory swappiness capabilities or the cgroup is \
+                 not mounted. Memory swappiness discarded."
+                    .to_string(),
+            );
+        }
+        if host.oom_kill_disable.take() == Some(true) {
+            warnings.push(
+                "Your kernel does not support OomKillDisable. OomKillDisable discarded."
+                    .to_string(),
+            );
+        }
+    }
     namespaces::complete(host);
     if host.shm_size.unwrap_or(0) <= 0 {
         host.shm_size = Some(DEFAULT_SHM_SIZE);
@@ -106,14 +123,20 @@ pub fn complete_host_config(host: &mut HostConfig) {
     host.pids_limit = host.pids_limit.filter(|limit| *limit > 0);
     host.memory_swappiness = host.memory_swappiness.filter(|s| *s != -1);
     if !host.privileged.unwrap_or(false) {
-        let owned = |paths: &[&str]| Some(paths.iter().map(|p| p.to_string()).collect());
-        host.masked_paths = host.masked_paths.take().or_else(|| owned(&MASKED_PATHS));
-        host.readonly_paths = host
-            .readonly_paths
+        host.masked_paths = host
+            .masked_paths
             .take()
-            .or_else(|| owned(&READONLY_PATHS));
+            .or_else(|| Some(owned(&MASKED_PATHS)));
+        host.readonly_paths = (host.readonly_paths.take()).or_else(|| Some(owned(&READONLY_PATHS)));
     }
-    host.runtime.get_or_insert_with(|| RUNTIME.to_string());
+    if host.runtime.as_deref().unwrap_or("").is_empty() {
+        host.runtime = Some(RUNTIME.to_string());
+    }
+    warnings
+}
+
+fn owned(paths: &[&str]) -> Vec<String> {
+    paths.iter().map(|p| p.to_string()).collect()
 }
 
 /// The process's argv: entrypoint + cmd.
@@ -172,9 +195,7 @@ pub fn build(container: &Container, inputs: SpecInputs) -> Result<Spec> {
         // HostConfig's lists replace the defaults when given (the docker CLI sends empty
         // ones for `--security-opt systempaths=unconfined`).
         let or_default = |given: &Option<Vec<String>>, default: &[&str]| {
-            given
-                .clone()
-                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+            given.clone().unwrap_or_else(|| owned(default))
         };
         linux = linux
             .masked_paths(or_default(&host.masked_paths, &MASKED_PATHS))

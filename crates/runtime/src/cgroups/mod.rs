@@ -111,6 +111,11 @@ pub fn open(cgroup_path: &Path) -> Result<Box<dyn CgroupManager>> {
     }
 }
 
+/// Whether this host's cgroups are the unified (v2) hierarchy alone.
+pub fn is_unified() -> bool {
+    is_cgroup2(Path::new(CGROUP_ROOT)).unwrap_or(false)
+}
+
 /// Whether `path` is the root of a cgroup2 filesystem.
 fn is_cgroup2(path: &Path) -> Result<bool> {
     let fs = statfs(path).with_context(|| format!("cannot statfs {}", path.display()))?;
