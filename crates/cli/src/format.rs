@@ -418,13 +418,18 @@ fn lookup(v: &Value, path: &[String]) -> Value {
 }
 
 /// Field `name` of an object. Docker's templates also see the Go names of fields whose JSON
-/// keys are spelled otherwise (`APIVersion` for `ApiVersion`, `ID` for `Id`): a key that
-/// differs only in case is the same field.
+/// keys are spelled otherwise (`APIVersion` for `ApiVersion`, `ID` for `Id`): a capitalised
+/// name (a Go field's) matches a capitalised key that differs only in case. Map keys such as
+/// labels' are matched exactly.
 fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let capitalised = |s: &str| s.starts_with(|c: char| c.is_ascii_uppercase());
     v.get(name).or_else(|| {
+        if !capitalised(name) {
+            return None;
+        }
         v.as_object()?
             .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .find(|(key, _)| capitalised(key) && key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value)
     })
 }
@@ -669,7 +674,8 @@ mod tests {
             .render(&row)
             .is_err());
         // Go's field names where the JSON spells the key otherwise (`ApiVersion`, `Id`).
-        assert_eq!(r("{{.Id}} {{.state.status}}"), "abc running");
+        assert_eq!(r("{{.Id}} {{.STATE.STATUS}}"), "abc running");
+        assert_eq!(r("{{.state}} {{.Labels.A}}"), "<no value> <no value>");
         assert_eq!(r("{{upper .ID}}"), "ABC");
         assert_eq!(r("json"), serde_json::to_string(&v).unwrap());
         assert!(Template::parse("{{.ID").is_err());

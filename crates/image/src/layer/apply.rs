@@ -550,7 +550,8 @@ impl Applier {
             None => self.root.as_fd(),
         };
         let content_size = match kind {
-            Kind::File => entry.header().size().unwrap_or(0),
+            // The entry's size: a PAX header's where there is one (files of 8 GiB or more).
+            Kind::File => entry.size(),
             Kind::Symlink => entry
                 .link_name_bytes()
                 .map_or(0, |target| target.len() as u64),
