@@ -5,7 +5,7 @@ use crate::cli::{
     SaveArgs, TagArgs,
 };
 use crate::format::{self, ellipsis, short_id, Template};
-use crate::http::{encode_path, Body, Client, Query};
+use crate::http::{api_status, encode_path, Body, Client, Query};
 use crate::stream::ProgressWriter;
 use crate::{parse, term};
 use anyhow::{Context, Result};
@@ -169,7 +169,8 @@ pub fn rmi(client: &Client, a: RmiArgs) -> Result<i32> {
             }
             Err(e) => {
                 eprintln!("{e:#}");
-                failed = true;
+                // As docker's: with -f an image that is not there is no failure.
+                failed |= !(a.force && api_status(&e) == Some(404));
             }
         }
     }

@@ -230,6 +230,14 @@ fn cli_ps_table_and_inspect_format() {
     );
     let out = d.berth(&["inspect", "nosuch"]);
     assert_eq!(stderr(&out), "Error: No such object: nosuch\n");
+    // rmi -f of an image that is not there says so and is no failure, as docker's.
+    let out = d.berth(&["rmi", "-f", "nosuch"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stderr(&out),
+        "Error response from daemon: No such image: nosuch:latest\n"
+    );
+    assert_eq!(d.berth(&["rmi", "nosuch"]).status.code(), Some(1));
 
     let images = berth_ok(&d, &["images"]);
     let mut lines = images.lines();

@@ -43,14 +43,45 @@ impl Error {
     /// The message for the client: an internal error's whole context chain.
     pub fn message(&self) -> String {
         match self {
-            Error::Internal(e) => format!("{e:#}"),
+            Error::Internal(e) => chain_message(e),
             other => other.to_string(),
         }
     }
 }
 
+/// `outer: cause: …`, each cause once: an error whose own text already ends with its cause's
+/// (thiserror's `{source}` in a message, ureq's `io: …`) does not repeat it.
+fn chain_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if message.ends_with(&cause) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&cause);
+    }
+    message
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
         Error::Internal(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_its_errors_text_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such host");
+        let inner = anyhow::Error::new(io).context("io: no such host");
+        let e = Error::Internal(inner.context("https://r/v2/"));
+        assert_eq!(e.message(), "https://r/v2/: io: no such host");
+        let plain = Error::Internal(anyhow::anyhow!("cause").context("outer"));
+        assert_eq!(plain.message(), "outer: cause");
     }
 }
