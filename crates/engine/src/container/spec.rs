@@ -123,11 +123,9 @@ pub fn complete_host_config(host: &mut HostConfig) -> Vec<String> {
     host.pids_limit = host.pids_limit.filter(|limit| *limit > 0);
     host.memory_swappiness = host.memory_swappiness.filter(|s| *s != -1);
     if !host.privileged.unwrap_or(false) {
-        host.masked_paths = host
-            .masked_paths
-            .take()
-            .or_else(|| Some(owned(&MASKED_PATHS)));
-        host.readonly_paths = (host.readonly_paths.take()).or_else(|| Some(owned(&READONLY_PATHS)));
+        let (masked, readonly) = (owned(&MASKED_PATHS), owned(&READONLY_PATHS));
+        host.masked_paths.get_or_insert(masked);
+        host.readonly_paths.get_or_insert(readonly);
     }
     if host.runtime.as_deref().unwrap_or("").is_empty() {
         host.runtime = Some(RUNTIME.to_string());
