@@ -513,18 +513,16 @@ impl Engine {
     /// The pid namespace of running container `name_or_id`, for `--pid container:…`.
     fn pid_namespace_of(&self, name_or_id: &str) -> Result<std::path::PathBuf> {
         let other = self.containers.get(name_or_id)?;
-        let state = other.get().state;
-        // The pid must still be that container's init (the runtime checks its start time),
-        // not a process that took over the pid after the init exited.
-        let init_alive = berth_runtime::state::State::load(&self.config.runtime_root(), &other.id)
-            .is_ok_and(|runtime| runtime.pid == state.pid && runtime.init_alive());
-        if !matches!(state.status, Status::Running | Status::Paused) || !init_alive {
-            return Err(Error::Conflict(format!(
-                "cannot join PID of a non running container: {}",
-                other.id
-            )));
-        }
-        Ok(format!("/proc/{}/ns/pid", state.pid).into())
+        let init = matches!(other.get().state.status, Status::Running | Status::Paused)
+            .then(|| self.running_init(&other.id))
+            .flatten()
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "cannot join PID of a non running container: {}",
+                    other.id
+                ))
+            })?;
+        Ok(format!("/proc/{}/ns/pid", init.pid).into())
     }
 
     /// Watch the monitor until it exits (a pidfd, also for monitors a previous berthd
@@ -674,12 +672,18 @@ impl Engine {
         }
     }
 
-    /// Whether the container's init still runs, as the runtime sees it: an init that has
-    /// exited but is not yet reaped by its monitor is not (a pidfd still opens on it).
     fn process_alive(&self, handle: &Handle) -> bool {
-        handle.get().state.status.is_alive()
-            && berth_runtime::state::State::load(&self.config.runtime_root(), &handle.id)
-                .is_ok_and(|state| state.init_alive())
+        handle.get().state.status.is_alive() && self.running_init(&handle.id).is_some()
+    }
+
+    /// The runtime's state of container `id` while its init runs, as the runtime sees it: its
+    /// start time is checked (a pid taken over by another process is not it), and an init
+    /// that has exited but is not yet reaped by its monitor does not run (a pidfd still
+    /// opens on it).
+    fn running_init(&self, id: &str) -> Option<berth_runtime::state::State> {
+        berth_runtime::state::State::load(&self.config.runtime_root(), id)
+            .ok()
+            .filter(|state| state.init_alive())
     }
 
     fn parse_signal(signal: &str) -> Result<i32> {
