@@ -33,15 +33,19 @@ pub struct Settings<'a> {
 }
 
 impl InitLayer {
-    /// The files of a container, from its settings, the host's /etc/hosts `host_hosts` and
-    /// the host's resolv.conf `host_resolv`, as Docker makes them: with the host's network
-    /// the host's own files (unless the container adds hosts or DNS settings), otherwise
-    /// localhost, the `--add-host` entries and the container's name; the host's resolv.conf
-    /// minus loopback nameservers (unreachable from the container's network namespace), or
-    /// what `--dns*` says, the host's for the rest.
-    pub fn new(settings: &Settings, host_hosts: &str, host_resolv: &str) -> InitLayer {
+    /// The files of a container, from its settings, the host's /etc/hosts (`host_hosts`,
+    /// read only where it is used) and the host's resolv.conf `host_resolv`, as Docker makes
+    /// them: with the host's network the host's own files (unless the container adds hosts or
+    /// DNS settings), otherwise localhost, the `--add-host` entries and the container's name;
+    /// the host's resolv.conf minus loopback nameservers (unreachable from the container's
+    /// network namespace), or what `--dns*` says, the host's for the rest.
+    pub fn new(
+        settings: &Settings,
+        host_hosts: impl FnOnce() -> String,
+        host_resolv: &str,
+    ) -> InitLayer {
         let hosts = if settings.host_network && settings.extra_hosts.is_empty() {
-            host_hosts.to_string()
+            host_hosts()
         } else {
             hosts(settings)
         };
@@ -243,7 +247,7 @@ mod tests {
             extra_hosts: &extra,
             ..Default::default()
         };
-        let layer = InitLayer::new(&settings, "1.1.1.1 host-file\n", "");
+        let layer = InitLayer::new(&settings, || "1.1.1.1 host-file\n".to_string(), "");
         assert!(layer.hosts.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(
             layer
@@ -258,15 +262,17 @@ mod tests {
             host_network: true,
             ..settings
         };
-        assert!(InitLayer::new(&host, "1.1.1.1 host-file\n", "")
-            .hosts
-            .contains("\tdb\n"));
+        assert!(
+            InitLayer::new(&host, || "1.1.1.1 host-file\n".to_string(), "")
+                .hosts
+                .contains("\tdb\n")
+        );
         let plain = Settings {
             extra_hosts: &[],
             ..host
         };
         assert_eq!(
-            InitLayer::new(&plain, "1.1.1.1 host-file\n", "").hosts,
+            InitLayer::new(&plain, || "1.1.1.1 host-file\n".to_string(), "").hosts,
             "1.1.1.1 host-file\n"
         );
     }
@@ -298,7 +304,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            InitLayer::new(&settings, "", host).resolv_conf,
+            InitLayer::new(&settings, String::new, host).resolv_conf,
             "search lan\nnameserver 9.9.9.9\noptions edns0\n"
         );
         let search = ["example.com".to_string()];
@@ -309,7 +315,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            InitLayer::new(&settings, "", host).resolv_conf,
+            InitLayer::new(&settings, String::new, host).resolv_conf,
             "search example.com\nnameserver 10.0.0.2\noptions ndots:2\n"
         );
         // The host's network reaches the host's loopback resolver.
@@ -317,13 +323,16 @@ mod tests {
             host_network: true,
             ..Default::default()
         };
-        assert_eq!(InitLayer::new(&host_net, "", host).resolv_conf, host);
+        assert_eq!(
+            InitLayer::new(&host_net, String::new, host).resolv_conf,
+            host
+        );
         let host_net_search = Settings {
             dns_search: &search,
             ..host_net
         };
         assert_eq!(
-            InitLayer::new(&host_net_search, "", host).resolv_conf,
+            InitLayer::new(&host_net_search, String::new, host).resolv_conf,
             "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\noptions edns0\n"
         );
         let none = [".".to_string()];
@@ -332,7 +341,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            InitLayer::new(&no_search, "", host).resolv_conf,
+            InitLayer::new(&no_search, String::new, host).resolv_conf,
             "nameserver 10.0.0.2\noptions edns0\n"
         );
     }

@@ -281,7 +281,7 @@ impl Engine {
         };
         InitLayer::new(
             &settings,
-            &host_file("/etc/hosts"),
+            || host_file("/etc/hosts"),
             &host_file("/etc/resolv.conf"),
         )
     }
