@@ -50,16 +50,12 @@ pub fn validate(host: &HostConfig, hostname: &str) -> Result<()> {
         mode => return invalid("IPC", mode),
     }
     match host.uts_mode.as_deref().unwrap_or("") {
-        "" => {}
-        "host" if !hostname.is_empty() => {
-            return Err(Error::InvalidParameter(
-                "conflicting options: hostname and the UTS mode".into(),
-            ))
-        }
-        "host" => {}
-        mode => return invalid("UTS", mode),
+        "host" if !hostname.is_empty() => Err(Error::InvalidParameter(
+            "conflicting options: hostname and the UTS mode".into(),
+        )),
+        "" | "host" => Ok(()),
+        mode => invalid("UTS", mode),
     }
-    Ok(())
 }
 
 /// Docker's defaults written into the container's HostConfig at create: what it gets when
